@@ -1,0 +1,21 @@
+#![doc = include_str!("../../../README.md")]
+#![warn(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+mod context;
+mod dedupe;
+mod error;
+mod key;
+mod options;
+pub mod store;
+mod ttl;
+
+pub use context::RunContext;
+pub use dedupe::{mint_run_id, Dedupe, DedupeBuilder};
+pub use error::Error;
+pub use key::{IdempotencyKey, KeyParts, KeySpec, Scope, MAX_KEY_BYTES};
+pub use options::{
+    FailurePolicy, MismatchPolicy, Namespace, Outcome, Record, RecordState, TriggerOptions,
+    Triggered,
+};
+pub use ttl::Ttl;
