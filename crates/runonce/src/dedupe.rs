@@ -649,6 +649,7 @@ const DEFAULT_POOL_SIZE: usize = 16;
 pub struct DedupeBuilder {
     redis_url: Option<String>,
     pool: Option<deadpool_redis::Pool>,
+    store: Option<Arc<dyn Store>>,
     environment: String,
     prefix: String,
     default_ttl: Ttl,
@@ -663,6 +664,7 @@ impl Default for DedupeBuilder {
         DedupeBuilder {
             redis_url: None,
             pool: None,
+            store: None,
             environment: DEFAULT_ENVIRONMENT.to_owned(),
             prefix: DEFAULT_PREFIX.to_owned(),
             default_ttl: Ttl::default(),
@@ -687,6 +689,24 @@ impl DedupeBuilder {
     /// caller's; every call is still bounded by [`timeout`](Self::timeout).
     pub fn pool(mut self, pool: deadpool_redis::Pool) -> Self {
         self.pool = Some(pool);
+        self
+    }
+
+    /// Any other [`Store`], e.g. a shared
+    /// [`MemoryStore`](crate::store::memory::MemoryStore), instead of
+    /// Redis. No eviction check runs for it.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use runonce::{store::memory::MemoryStore, Dedupe};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), runonce::Error> {
+    /// let store = Arc::new(MemoryStore::new());
+    /// let a = Dedupe::builder().store(store.clone()).prefix("app-a").build().await?;
+    /// let b = Dedupe::builder().store(store).prefix("app-b").build().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
         self
     }
 
@@ -751,6 +771,22 @@ impl DedupeBuilder {
         self.default_ttl.as_millis()?;
         if self.timeout.is_zero() {
             return Err(Error::Config("timeout must be positive".into()));
+        }
+        if let Some(store) = self.store {
+            if self.pool.is_some() || self.redis_url.is_some() {
+                return Err(Error::Config(
+                    "set one of redis_url, pool or store, not several".into(),
+                ));
+            }
+            return Ok(Dedupe {
+                inner: Arc::new(Inner {
+                    store,
+                    environment: self.environment,
+                    prefix: self.prefix,
+                    default_ttl: self.default_ttl,
+                    eviction_policy: None,
+                }),
+            });
         }
         let (pool, addr) = match (self.pool, &self.redis_url) {
             (Some(_), Some(_)) => {
