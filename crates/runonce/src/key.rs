@@ -413,12 +413,9 @@ impl From<&String> for KeySpec {
 
 /// RFC 8785 (JCS) canonical JSON of a payload.
 pub(crate) fn canonical_json<T: Serialize + ?Sized>(payload: &T) -> Result<Vec<u8>, Error> {
-    // Through `Value` first: serde_json rejects non-string map keys and
-    // non-finite floats there with a clear message.
-    let value = serde_json::to_value(payload).map_err(|e| Error::InvalidPayload {
-        reason: e.to_string(),
-    })?;
-    serde_jcs::to_vec(&value).map_err(|e| Error::InvalidPayload {
+    // Straight to the JCS serializer: going through `serde_json::Value`
+    // would turn NaN into `null` and make it collide with a real null.
+    serde_jcs::to_vec(payload).map_err(|e| Error::InvalidPayload {
         reason: e.to_string(),
     })
 }
