@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::Fixture;
-use runonce::{Error, IdempotencyKey, Namespace, Outcome, Scope, Ttl, TriggerOptions};
+use runonce::{Error, IdempotencyKey, Namespace, Outcome, Scope, TriggerOptions, Ttl};
 
 async fn bad_keys_and_ttls_write_nothing(f: Fixture) {
     let before = f.dbsize();
@@ -56,7 +56,10 @@ async fn bad_keys_and_ttls_write_nothing(f: Fixture) {
         let e = d.trigger(task, opts).await.unwrap_err();
         assert!(matches!(e, Error::InvalidInput { .. }), "{e:?}");
     }
-    let e = d.complete("t", "", "run_x", Outcome::Failed).await.unwrap_err();
+    let e = d
+        .complete("t", "", "run_x", Outcome::Failed)
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::InvalidKey { .. }));
     let e = d.reset(Namespace::group(""), "k").await.unwrap_err();
     assert!(matches!(e, Error::InvalidInput { .. }));
@@ -66,10 +69,18 @@ async fn bad_keys_and_ttls_write_nothing(f: Fixture) {
     assert!(matches!(e, Error::InvalidKey { .. }));
     // Batch items fail one by one, but still write nothing.
     let out = d
-        .batch_trigger("t", vec![TriggerOptions::with_key(""), TriggerOptions::with_key("k").ttl(Duration::ZERO)])
+        .batch_trigger(
+            "t",
+            vec![
+                TriggerOptions::with_key(""),
+                TriggerOptions::with_key("k").ttl(Duration::ZERO),
+            ],
+        )
         .await
         .unwrap();
-    assert!(out.iter().all(|r| r.as_ref().is_err_and(Error::is_invalid_input)));
+    assert!(out
+        .iter()
+        .all(|r| r.as_ref().is_err_and(Error::is_invalid_input)));
     assert_eq!(f.dbsize(), before, "{}: bad input never writes", f.name());
 }
 
@@ -78,15 +89,32 @@ async fn bad_environment_or_prefix_is_refused(f: Fixture) {
         let d = runonce::Dedupe::builder()
             .environment(env)
             .prefix(prefix)
-            .store(std::sync::Arc::new(runonce::store::memory::MemoryStore::new()))
+            .store(std::sync::Arc::new(
+                runonce::store::memory::MemoryStore::new(),
+            ))
             .build()
             .await;
-        assert!(matches!(d, Err(Error::InvalidInput { .. })), "{env:?} {prefix:?}");
+        assert!(
+            matches!(d, Err(Error::InvalidInput { .. })),
+            "{env:?} {prefix:?}"
+        );
     }
     let d = runonce::Dedupe::in_memory("");
-    let e = d.trigger("t", TriggerOptions::with_key("k")).await.unwrap_err();
-    assert!(matches!(e, Error::InvalidInput { what: "environment", .. }));
+    let e = d
+        .trigger("t", TriggerOptions::with_key("k"))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        Error::InvalidInput {
+            what: "environment",
+            ..
+        }
+    ));
     assert_eq!(f.dbsize(), 0);
 }
 
-conformance!(bad_keys_and_ttls_write_nothing, bad_environment_or_prefix_is_refused);
+conformance!(
+    bad_keys_and_ttls_write_nothing,
+    bad_environment_or_prefix_is_refused
+);

@@ -8,7 +8,11 @@ use runonce::{Error, IdempotencyKey, Scope, TriggerOptions};
 use serde_json::json;
 
 async fn results_in_order_with_repeats_and_keyless_items(f: Fixture) {
-    let existing = f.dedupe.trigger("t", TriggerOptions::with_key("old")).await.unwrap();
+    let existing = f
+        .dedupe
+        .trigger("t", TriggerOptions::with_key("old"))
+        .await
+        .unwrap();
     let out = f
         .dedupe
         .batch_trigger(
@@ -30,7 +34,12 @@ async fn results_in_order_with_repeats_and_keyless_items(f: Fixture) {
     assert_eq!(r[0].key, key("a"));
     assert_eq!(r[2].key, key("b"));
     assert!(!r[0].cached && !r[2].cached);
-    assert_eq!(r[3].run_id, r[0].run_id, "{}: a repeat gets the first item's run", f.name());
+    assert_eq!(
+        r[3].run_id,
+        r[0].run_id,
+        "{}: a repeat gets the first item's run",
+        f.name()
+    );
     assert!(r[3].cached);
     assert_eq!(r[4].run_id, existing.run_id);
     assert!(r[4].cached);
@@ -42,7 +51,10 @@ async fn results_in_order_with_repeats_and_keyless_items(f: Fixture) {
 
 async fn one_bad_item_fails_alone(f: Fixture) {
     f.dedupe
-        .trigger("t", TriggerOptions::with_key("paid").payload(&json!({"v": 1})))
+        .trigger(
+            "t",
+            TriggerOptions::with_key("paid").payload(&json!({"v": 1})),
+        )
         .await
         .unwrap();
     let out = f
@@ -68,9 +80,21 @@ async fn one_bad_item_fails_alone(f: Fixture) {
 
 async fn batch_key_replays_return_the_same_runs(f: Fixture) {
     let items = || (0..5).map(|_| TriggerOptions::new()).collect::<Vec<_>>();
-    let first = f.dedupe.batch_trigger_with_key("t", "nightly", items()).await.unwrap();
-    let replay = f.dedupe.batch_trigger_with_key("t", "nightly", items()).await.unwrap();
-    let other = f.dedupe.batch_trigger_with_key("t", "hourly", items()).await.unwrap();
+    let first = f
+        .dedupe
+        .batch_trigger_with_key("t", "nightly", items())
+        .await
+        .unwrap();
+    let replay = f
+        .dedupe
+        .batch_trigger_with_key("t", "nightly", items())
+        .await
+        .unwrap();
+    let other = f
+        .dedupe
+        .batch_trigger_with_key("t", "hourly", items())
+        .await
+        .unwrap();
     for i in 0..5 {
         let (a, b, c) = (
             first[i].as_ref().unwrap(),
@@ -81,8 +105,10 @@ async fn batch_key_replays_return_the_same_runs(f: Fixture) {
         assert_eq!(a.run_id, b.run_id);
         assert_ne!(a.run_id, c.run_id);
     }
-    let distinct: std::collections::HashSet<_> =
-        first.iter().map(|t| t.as_ref().unwrap().run_id.clone()).collect();
+    let distinct: std::collections::HashSet<_> = first
+        .iter()
+        .map(|t| t.as_ref().unwrap().run_id.clone())
+        .collect();
     assert_eq!(distinct.len(), 5, "each index has its own key");
 }
 
@@ -91,7 +117,10 @@ async fn thousand_items_cost_one_round_trip(f: Fixture) {
         .map(|i| TriggerOptions::with_key(format!("item-{i}")))
         .collect();
     // Warm the script cache so the count below is the batch alone.
-    f.dedupe.trigger("warm", TriggerOptions::with_key("w")).await.unwrap();
+    f.dedupe
+        .trigger("warm", TriggerOptions::with_key("w"))
+        .await
+        .unwrap();
     if let Some(s) = &f.server {
         s.reset_stats();
     }
@@ -100,12 +129,27 @@ async fn thousand_items_cost_one_round_trip(f: Fixture) {
     for (i, r) in out.iter().enumerate() {
         let r = r.as_ref().unwrap();
         assert!(!r.cached);
-        assert_eq!(r.key, Some(IdempotencyKey::create(format!("item-{i}"), Scope::Global).unwrap()));
+        assert_eq!(
+            r.key,
+            Some(IdempotencyKey::create(format!("item-{i}"), Scope::Global).unwrap())
+        );
     }
     if let Some(s) = &f.server {
-        assert_eq!(s.command_calls("evalsha"), 1, "one script call for 1,000 items");
-        assert_eq!(s.command_calls("set"), 1000, "one SET NX per item, inside that call");
-        assert_eq!(s.command_calls("ping"), 0, "no pool-checkout ping on the hot path");
+        assert_eq!(
+            s.command_calls("evalsha"),
+            1,
+            "one script call for 1,000 items"
+        );
+        assert_eq!(
+            s.command_calls("set"),
+            1000,
+            "one SET NX per item, inside that call"
+        );
+        assert_eq!(
+            s.command_calls("ping"),
+            0,
+            "no pool-checkout ping on the hot path"
+        );
     }
     assert_eq!(f.dbsize(), 1001);
 }

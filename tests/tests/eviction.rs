@@ -46,7 +46,10 @@ async fn evicting_policy_warns() {
     let d = built.expect("non-strict mode still builds");
     assert_eq!(d.eviction_policy(), Some("allkeys-lru"));
     assert!(logs.contains("WARN"), "{logs}");
-    assert!(logs.contains("allkeys-lru") && logs.contains("noeviction"), "{logs}");
+    assert!(
+        logs.contains("allkeys-lru") && logs.contains("noeviction"),
+        "{logs}"
+    );
 }
 
 #[tokio::test]

@@ -7,18 +7,35 @@ use runonce_tests::RedisServer;
 #[tokio::test]
 async fn one_command_per_trigger() {
     let server = RedisServer::start();
-    let d = Dedupe::builder().redis_url(server.url()).build().await.unwrap();
-    d.trigger("t", TriggerOptions::with_key("warm")).await.unwrap();
+    let d = Dedupe::builder()
+        .redis_url(server.url())
+        .build()
+        .await
+        .unwrap();
+    d.trigger("t", TriggerOptions::with_key("warm"))
+        .await
+        .unwrap();
     server.reset_stats();
     for i in 0..100 {
-        d.trigger("t", TriggerOptions::with_key(format!("k{i}"))).await.unwrap();
-        d.trigger("t", TriggerOptions::with_key(format!("k{i}"))).await.unwrap();
+        d.trigger("t", TriggerOptions::with_key(format!("k{i}")))
+            .await
+            .unwrap();
+        d.trigger("t", TriggerOptions::with_key(format!("k{i}")))
+            .await
+            .unwrap();
     }
     let info = server.info("commandstats");
     let total: u64 = info
         .lines()
         .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_config|resetstat"))
-        .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
         .sum();
     assert_eq!(server.command_calls("evalsha"), 200);
     assert_eq!(server.command_calls("ping"), 0);
