@@ -10,11 +10,11 @@ use crate::context::RunContext;
 use crate::error::{check_name, Error};
 use crate::key::{check_run_id, IdempotencyKey, KeySpec};
 use crate::options::{
-    FailurePolicy, MismatchPolicy, Namespace, Outcome, Record, RecordState, TriggerOptions,
-    Triggered,
+    FailurePolicy, MismatchPolicy, Namespace, Outcome, Record, RecordState, ShortfallPolicy,
+    TriggerOptions, Triggered,
 };
 use crate::store::memory::MemoryStore;
-use crate::store::redis::RedisStore;
+use crate::store::redis::{RedisStore, Source, Wait};
 use crate::store::{storage_key, Claim, ClaimReply, Store};
 use crate::ttl::Ttl;
 
@@ -53,6 +53,14 @@ struct Inner {
     prefix: String,
     default_ttl: Ttl,
     eviction_policy: Option<String>,
+    durability: Option<Durability>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Durability {
+    replicas: u32,
+    timeout: Duration,
+    on_shortfall: ShortfallPolicy,
 }
 
 /// A prepared trigger: validated input, ready to claim.
@@ -125,6 +133,7 @@ impl Dedupe {
                 prefix: DEFAULT_PREFIX.to_owned(),
                 default_ttl: Ttl::default(),
                 eviction_policy: None,
+                durability: None,
             }),
         }
     }
@@ -228,14 +237,39 @@ impl Dedupe {
     }
 
     /// Turns the store's reply into the caller's answer.
-    fn answer(p: &Prepared, k: &Keyed, reply: ClaimReply) -> Result<Triggered, Error> {
+    fn answer(&self, p: &Prepared, k: &Keyed, reply: ClaimReply) -> Result<Triggered, Error> {
         match reply {
-            ClaimReply::Created { expires_in_ms } => Ok(Triggered {
-                run_id: p.run_id.clone(),
-                cached: false,
-                key: Some(k.key),
-                expires_in_ms: Some(expires_in_ms),
-            }),
+            ClaimReply::Created {
+                expires_in_ms,
+                replicas,
+            } => {
+                if let (Some(reached), Some(d)) = (replicas, &self.inner.durability) {
+                    if reached < d.replicas {
+                        tracing::warn!(
+                            addr = %self.inner.store.addr(),
+                            run_id = %p.run_id,
+                            wanted = d.replicas,
+                            reached,
+                            "durability shortfall: the claim is on the primary but not on enough replicas"
+                        );
+                        if d.on_shortfall == ShortfallPolicy::Error {
+                            return Err(Error::ReplicaShortfall {
+                                addr: self.inner.store.addr().to_owned(),
+                                run_id: p.run_id.clone(),
+                                wanted: d.replicas,
+                                reached,
+                            });
+                        }
+                    }
+                }
+                Ok(Triggered {
+                    run_id: p.run_id.clone(),
+                    cached: false,
+                    key: Some(k.key),
+                    expires_in_ms: Some(expires_in_ms),
+                    replicas,
+                })
+            }
             ClaimReply::Existing(rec) => {
                 let mismatch = match (&k.fingerprint, &rec.fingerprint) {
                     (Some(mine), Some(theirs)) => crate::key::to_hex(mine) != *theirs,
@@ -255,6 +289,7 @@ impl Dedupe {
                     cached,
                     key: Some(k.key),
                     expires_in_ms: Some(rec.expires_in_ms),
+                    replicas: None,
                 })
             }
         }
@@ -296,6 +331,7 @@ impl Dedupe {
                 cached: false,
                 key: None,
                 expires_in_ms: None,
+                replicas: None,
             });
         };
         let claim = [Claim::new(
@@ -314,7 +350,7 @@ impl Dedupe {
                 addr: self.inner.store.addr().to_owned(),
                 message: "empty reply to claim".into(),
             })?;
-        Self::answer(&p, k, reply)
+        self.answer(&p, k, reply)
     }
 
     /// Triggers many items in one round trip per backend node, answering
@@ -450,22 +486,25 @@ impl Dedupe {
                         cached: false,
                         key: None,
                         expires_in_ms: None,
+                        replicas: None,
                     });
                 };
                 let reply = match (&replies[c], repeat) {
                     // A repeat of a key that the first item just created sees
                     // the first item's record.
-                    (ClaimReply::Created { expires_in_ms }, true) => ClaimReply::Existing(Record {
-                        run_id: claims[c].run_id.clone(),
-                        state: RecordState::Running,
-                        expires_in_ms: *expires_in_ms,
-                        created_at_ms: 0,
-                        has_fingerprint: claims[c].fingerprint.is_some(),
-                        fingerprint: claims[c].fingerprint.map(|f| crate::key::to_hex(&f)),
-                    }),
+                    (ClaimReply::Created { expires_in_ms, .. }, true) => {
+                        ClaimReply::Existing(Record {
+                            run_id: claims[c].run_id.clone(),
+                            state: RecordState::Running,
+                            expires_in_ms: *expires_in_ms,
+                            created_at_ms: 0,
+                            has_fingerprint: claims[c].fingerprint.is_some(),
+                            fingerprint: claims[c].fingerprint.map(|f| crate::key::to_hex(&f)),
+                        })
+                    }
                     (r, _) => r.clone(),
                 };
-                Self::answer(&p, k, reply)
+                self.answer(&p, k, reply)
             })
             .collect())
     }
@@ -650,6 +689,10 @@ pub struct DedupeBuilder {
     redis_url: Option<String>,
     pool: Option<deadpool_redis::Pool>,
     store: Option<Arc<dyn Store>>,
+    cluster: Option<Vec<String>>,
+    sentinel: Option<(Vec<String>, String)>,
+    min_replicas: Option<(u32, Duration)>,
+    on_shortfall: ShortfallPolicy,
     environment: String,
     prefix: String,
     default_ttl: Ttl,
@@ -665,6 +708,10 @@ impl Default for DedupeBuilder {
             redis_url: None,
             pool: None,
             store: None,
+            cluster: None,
+            sentinel: None,
+            min_replicas: None,
+            on_shortfall: ShortfallPolicy::default(),
             environment: DEFAULT_ENVIRONMENT.to_owned(),
             prefix: DEFAULT_PREFIX.to_owned(),
             default_ttl: Ttl::default(),
@@ -682,6 +729,80 @@ impl DedupeBuilder {
     /// [`pool`](Self::pool).
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
         self.redis_url = Some(url.into());
+        self
+    }
+
+    /// A Redis Cluster, by seed node URLs (any few nodes; the rest are
+    /// discovered). Keys spread over all slots by their hash tag; redis-rs
+    /// follows `MOVED`/`ASK` during resharding and failover. No default.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), runonce::Error> {
+    /// let d = runonce::Dedupe::builder()
+    ///     .cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"])
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cluster<I, S>(mut self, seed_urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.cluster = Some(seed_urls.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The primary that Sentinel names `master_name`, by sentinel URLs.
+    /// After a failover, the next call reconnects to the new primary. No
+    /// default.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), runonce::Error> {
+    /// let d = runonce::Dedupe::builder()
+    ///     .sentinel(["redis://10.0.0.1:26379", "redis://10.0.0.2:26379"], "mymaster")
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn sentinel<I, S>(mut self, sentinel_urls: I, master_name: impl Into<String>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.sentinel = Some((
+            sentinel_urls.into_iter().map(Into::into).collect(),
+            master_name.into(),
+        ));
+        self
+    }
+
+    /// Durability: after every claim, `WAIT` until `replicas` replicas
+    /// acknowledged it, at most `timeout`. The count reached is reported in
+    /// [`Triggered::replicas`]; a shortfall follows
+    /// [`on_replica_shortfall`](Self::on_replica_shortfall). `WAIT` runs on a
+    /// connection leased for the call, so it never stalls other callers.
+    /// Defaults to none (Redis replication is asynchronous: see the
+    /// README's deployment guide for what a failover can lose).
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), runonce::Error> {
+    /// let d = runonce::Dedupe::builder()
+    ///     .redis_url("redis://127.0.0.1:6379")
+    ///     .min_replicas(1, std::time::Duration::from_millis(100))
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn min_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.min_replicas = Some((replicas, timeout));
+        self
+    }
+
+    /// What a durability shortfall does. Defaults to
+    /// [`ShortfallPolicy::Error`].
+    pub fn on_replica_shortfall(mut self, policy: ShortfallPolicy) -> Self {
+        self.on_shortfall = policy;
         self
     }
 
@@ -772,11 +893,44 @@ impl DedupeBuilder {
         if self.timeout.is_zero() {
             return Err(Error::Config("timeout must be positive".into()));
         }
-        if let Some(store) = self.store {
-            if self.pool.is_some() || self.redis_url.is_some() {
+        let sources = [
+            self.redis_url.is_some(),
+            self.pool.is_some(),
+            self.store.is_some(),
+            self.cluster.is_some(),
+            self.sentinel.is_some(),
+        ];
+        match sources.iter().filter(|s| **s).count() {
+            0 => {
                 return Err(Error::Config(
-                    "set one of redis_url, pool or store, not several".into(),
-                ));
+                    "no Redis given: call redis_url(..), pool(..), cluster(..) or sentinel(..), or use Dedupe::in_memory"
+                        .into(),
+                ))
+            }
+            1 => {}
+            _ => {
+                return Err(Error::Config(
+                    "set only one of redis_url, pool, cluster, sentinel or store".into(),
+                ))
+            }
+        }
+        let durability = match self.min_replicas {
+            Some((0, _)) => None,
+            Some((n, t)) if t.is_zero() => {
+                return Err(Error::Config(format!(
+                    "min_replicas({n}, 0s): the durability timeout must be positive (WAIT 0 blocks forever)"
+                )))
+            }
+            Some((replicas, timeout)) => Some(Durability {
+                replicas,
+                timeout,
+                on_shortfall: self.on_shortfall,
+            }),
+            None => None,
+        };
+        if let Some(store) = self.store {
+            if durability.is_some() {
+                return Err(Error::Config("min_replicas needs a Redis backend".into()));
             }
             return Ok(Dedupe {
                 inner: Arc::new(Inner {
@@ -785,25 +939,27 @@ impl DedupeBuilder {
                     prefix: self.prefix,
                     default_ttl: self.default_ttl,
                     eviction_policy: None,
+                    durability: None,
                 }),
             });
         }
-        let (pool, addr) = match (self.pool, &self.redis_url) {
-            (Some(_), Some(_)) => {
-                return Err(Error::Config(
-                    "set either redis_url or pool, not both".into(),
-                ))
-            }
-            (Some(pool), None) => (pool, "caller-supplied pool".to_owned()),
-            (None, Some(url)) => pool_from_url(url, self.timeout, self.pool_size)?,
-            (None, None) => {
-                return Err(Error::Config(
-                    "no Redis given: call redis_url(..) or pool(..), or use Dedupe::in_memory"
-                        .into(),
-                ))
-            }
+        let wait = durability.map(|d| Wait {
+            replicas: d.replicas,
+            timeout: d.timeout,
+        });
+        let (source, addr) = if let Some(pool) = self.pool {
+            (Source::Single(pool), "caller-supplied pool".to_owned())
+        } else if let Some(url) = &self.redis_url {
+            let (pool, addr) = pool_from_url(url, self.timeout, self.pool_size)?;
+            (Source::Single(pool), addr)
+        } else if let Some(seeds) = &self.cluster {
+            cluster_source(seeds, self.timeout)?
+        } else if let Some((urls, master)) = &self.sentinel {
+            sentinel_source(urls, master, self.timeout, self.pool_size)?
+        } else {
+            unreachable!("one source is set")
         };
-        let store = RedisStore::new(pool, addr.clone(), self.timeout);
+        let store = RedisStore::from_source(source, addr.clone(), self.timeout, wait);
         let mut eviction_policy = None;
         if self.check_eviction || self.strict_eviction_check {
             eviction_policy = store.eviction_policy().await?;
@@ -832,9 +988,74 @@ impl DedupeBuilder {
                 prefix: self.prefix,
                 default_ttl: self.default_ttl,
                 eviction_policy,
+                durability,
             }),
         })
     }
+}
+
+fn cluster_source(seeds: &[String], timeout: Duration) -> Result<(Source, String), Error> {
+    if seeds.is_empty() {
+        return Err(Error::Config(
+            "cluster(..) needs at least one seed URL".into(),
+        ));
+    }
+    let client = redis::cluster::ClusterClient::builder(seeds.to_vec())
+        .connection_timeout(timeout)
+        .response_timeout(timeout)
+        .build()
+        .map_err(|e| Error::Config(format!("bad cluster seed URLs {seeds:?}: {e}")))?;
+    let addr = format!("cluster {}", seed_addrs(seeds).join(","));
+    Ok((
+        Source::Cluster {
+            client: Box::new(client),
+            spare: Default::default(),
+        },
+        addr,
+    ))
+}
+
+fn sentinel_source(
+    urls: &[String],
+    master: &str,
+    timeout: Duration,
+    size: usize,
+) -> Result<(Source, String), Error> {
+    if urls.is_empty() || master.is_empty() {
+        return Err(Error::Config(
+            "sentinel(..) needs at least one sentinel URL and a master name".into(),
+        ));
+    }
+    let manager = deadpool_redis::sentinel::Manager::new(
+        urls.to_vec(),
+        master.to_owned(),
+        None,
+        deadpool_redis::sentinel::SentinelServerType::Master,
+    )
+    .map_err(|e| Error::Config(format!("bad sentinel URLs {urls:?}: {e}")))?;
+    let pool = deadpool_redis::sentinel::Pool::builder(manager)
+        .max_size(size.max(1))
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .recycle_timeout(Some(timeout))
+        .runtime(deadpool_redis::Runtime::Tokio1)
+        .build()
+        .map_err(|e| Error::Config(format!("cannot build the sentinel pool: {e}")))?;
+    let addr = format!("sentinel {} master {master}", seed_addrs(urls).join(","));
+    Ok((Source::Sentinel(pool), addr))
+}
+
+/// Host:port of each URL, never the password.
+fn seed_addrs(urls: &[String]) -> Vec<String> {
+    use redis::IntoConnectionInfo;
+    urls.iter()
+        .map(|u| {
+            u.as_str()
+                .into_connection_info()
+                .map(|i| i.addr().to_string())
+                .unwrap_or_else(|_| "<bad url>".into())
+        })
+        .collect()
 }
 
 fn pool_from_url(

@@ -106,6 +106,20 @@ pub enum Error {
         after: Duration,
     },
 
+    /// A claim was written on the primary but fewer replicas than asked for
+    /// acknowledged it in time: a failover now could lose it.
+    #[error("run {run_id} claimed its key at {addr}, but only {reached} of {wanted} replicas acknowledged within the durability timeout; a failover could lose the claim: check replica health, or retry with the same run ID")]
+    ReplicaShortfall {
+        /// The primary's address.
+        addr: String,
+        /// The run that holds the claim.
+        run_id: String,
+        /// Replicas asked for.
+        wanted: u32,
+        /// Replicas that acknowledged.
+        reached: u32,
+    },
+
     /// The server may evict dedupe records (strict mode refuses to start).
     #[error("Redis at {addr} has maxmemory-policy {policy:?}, which can evict dedupe records and allow duplicate runs; set `maxmemory-policy noeviction` (or turn off the strict eviction check)")]
     UnsafeEvictionPolicy {
@@ -150,7 +164,10 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::Backend { .. } | Error::Timeout { .. } | Error::PoolExhausted { .. }
+            Error::Backend { .. }
+                | Error::Timeout { .. }
+                | Error::PoolExhausted { .. }
+                | Error::ReplicaShortfall { .. }
         )
     }
 
@@ -171,6 +188,7 @@ impl Error {
             Error::Backend { .. } => "backend",
             Error::Timeout { .. } => "timeout",
             Error::PoolExhausted { .. } => "pool_exhausted",
+            Error::ReplicaShortfall { .. } => "replica_shortfall",
             Error::UnsafeEvictionPolicy { .. } => "unsafe_eviction_policy",
             Error::Config(_) => "config",
         }

@@ -15,7 +15,7 @@ pub use dedupe::{mint_run_id, Dedupe, DedupeBuilder};
 pub use error::Error;
 pub use key::{IdempotencyKey, KeyParts, KeySpec, Scope, MAX_KEY_BYTES};
 pub use options::{
-    FailurePolicy, MismatchPolicy, Namespace, Outcome, Record, RecordState, TriggerOptions,
-    Triggered,
+    FailurePolicy, MismatchPolicy, Namespace, Outcome, Record, RecordState, ShortfallPolicy,
+    TriggerOptions, Triggered,
 };
 pub use ttl::Ttl;

@@ -196,6 +196,25 @@ pub struct Triggered {
     /// Time left on the dedupe window in ms, from the backend's clock.
     /// `None` for a trigger without a key.
     pub expires_in_ms: Option<u64>,
+    /// Replica acknowledgements the claim reached (`WAIT`), when the handle
+    /// asks for durability ([`DedupeBuilder::min_replicas`](crate::DedupeBuilder::min_replicas))
+    /// and this call wrote the record; `None` otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+}
+
+/// What a claim that reached fewer replica acknowledgements than asked for
+/// does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ShortfallPolicy {
+    /// Fail with [`Error::ReplicaShortfall`](crate::Error::ReplicaShortfall).
+    /// The claim stands on the primary; retrying with the same candidate
+    /// run ID is safe. The default.
+    #[default]
+    Error,
+    /// Answer normally and report the count in [`Triggered::replicas`].
+    Report,
 }
 
 fn ser_key<S: Serializer>(k: &Option<IdempotencyKey>, s: S) -> Result<S::Ok, S::Error> {

@@ -100,6 +100,7 @@ impl MemoryStore {
             );
             out.push(ClaimReply::Created {
                 expires_in_ms: c.ttl_ms,
+                replicas: None,
             });
         }
         out

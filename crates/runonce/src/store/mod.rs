@@ -53,6 +53,8 @@ pub enum ClaimReply {
     Created {
         /// Time left on the new window, in ms.
         expires_in_ms: u64,
+        /// Replica acknowledgements reached (`WAIT`), when durability is on.
+        replicas: Option<u32>,
     },
     /// A live record holds the key; nothing was written.
     Existing(Record),

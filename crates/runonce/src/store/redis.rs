@@ -1,18 +1,32 @@
-//! The Redis store: Lua scripts invoked by SHA over one multiplexed
-//! connection.
+//! The Redis store: Lua scripts invoked by SHA, on one Redis, a Redis
+//! Cluster or a Sentinel-managed primary.
 //!
 //! One round trip per call: deadpool-redis pings a connection on every
-//! checkout, which would double the cost of a trigger, so the store checks
-//! one multiplexed connection out once, keeps a clone of it, and pipelines
-//! every call over it. A connection-level failure drops the clone and the
-//! next call checks out a fresh one, so clients reconnect by themselves.
+//! checkout, which would double the cost of a trigger, so the store takes
+//! one multiplexed connection out of the pool for good and pipelines every
+//! call over it. A connection-level failure drops it, and the next call
+//! takes a fresh one, so clients reconnect by themselves (after a Sentinel
+//! failover the fresh one goes to the new primary).
+//!
+//! On a cluster one script call cannot span slots, so a batch sends one
+//! script call per slot, all at once: each node receives its share as one
+//! pipelined burst and the batch costs one round trip per node touched.
+//! redis-rs follows `MOVED`/`ASK` redirects; `NOSCRIPT` from any node loads
+//! the script on every node and retries.
+//!
+//! Durability (`WAIT`) runs on a connection leased exclusively for the call,
+//! since `WAIT` blocks its connection and counts the acknowledgements of
+//! that connection's own writes.
 
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
-use deadpool_redis::{Pool, PoolError};
-use redis::aio::MultiplexedConnection;
-use redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
+use deadpool_redis::PoolError;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, ServerErrorKind, Value};
 
 use super::{parse_record, record_tail, BoxFuture, Claim, ClaimReply, Store};
 use crate::error::Error;
@@ -25,13 +39,88 @@ static FINISH: LazyLock<Script> =
 static LOOKUP: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../../../lua/lookup.lua")));
 
-/// A [`Store`] on one Redis server (or anything a deadpool-redis pool
-/// reaches).
+/// Where connections come from.
+pub(crate) enum Source {
+    /// One Redis server, through a deadpool-redis pool.
+    Single(deadpool_redis::Pool),
+    /// The primary that Sentinel names.
+    Sentinel(deadpool_redis::sentinel::Pool),
+    /// A Redis Cluster; `spare` holds idle exclusive connections for
+    /// durable claims.
+    Cluster {
+        client: Box<ClusterClient>,
+        spare: Mutex<Vec<ClusterConnection>>,
+    },
+}
+
+/// A connection of either kind, usable as one.
+#[derive(Clone)]
+enum Conn {
+    Plain(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Plain(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Plain(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Plain(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// An exclusively leased connection; returned to its pool on drop.
+enum Lease {
+    Single(deadpool_redis::Connection),
+    Sentinel(deadpool_redis::sentinel::Connection),
+    Cluster(ClusterConnection),
+}
+
+impl Lease {
+    fn conn(&self) -> Conn {
+        match self {
+            Lease::Single(c) => Conn::Plain((**c).clone()),
+            Lease::Sentinel(c) => Conn::Plain((**c).clone()),
+            Lease::Cluster(c) => Conn::Cluster(c.clone()),
+        }
+    }
+}
+
+/// Durability asked of every claim: `WAIT` for this many replica
+/// acknowledgements, at most this long.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Wait {
+    pub(crate) replicas: u32,
+    pub(crate) timeout: Duration,
+}
+
+/// A [`Store`] on one Redis server, a Redis Cluster or a Sentinel-managed
+/// primary.
 pub struct RedisStore {
-    pool: Pool,
-    hot: Mutex<Option<MultiplexedConnection>>,
+    source: Source,
+    hot: Mutex<Option<Conn>>,
     addr: String,
     timeout: Duration,
+    wait: Option<Wait>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -39,30 +128,98 @@ impl std::fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("addr", &self.addr)
             .field("timeout", &self.timeout)
+            .field("wait", &self.wait)
             .finish_non_exhaustive()
     }
 }
 
+/// The cluster slot of a key (CRC16/XMODEM of its hash tag, mod 16384).
+///
+/// ```
+/// use runonce::store::redis::slot;
+/// assert_eq!(slot("user:{42}:a"), slot("{42}"));
+/// assert_eq!(slot("foo"), 12182);
+/// ```
+pub fn slot(key: &str) -> u16 {
+    let b = key.as_bytes();
+    let tagged = b.iter().position(|&c| c == b'{').and_then(|open| {
+        let close = b[open + 1..].iter().position(|&c| c == b'}')?;
+        (close > 0).then(|| &b[open + 1..open + 1 + close])
+    });
+    crc16::State::<crc16::XMODEM>::calculate(tagged.unwrap_or(b)) % 16384
+}
+
 impl RedisStore {
-    /// A store over `pool`. `addr` names the server in error messages;
-    /// `timeout` bounds every call, connection checkout included.
-    pub fn new(pool: Pool, addr: impl Into<String>, timeout: Duration) -> Self {
+    /// A store over one Redis server's pool. `addr` names the server in
+    /// error messages; `timeout` bounds every call, connecting included.
+    pub fn new(pool: deadpool_redis::Pool, addr: impl Into<String>, timeout: Duration) -> Self {
+        Self::from_source(Source::Single(pool), addr.into(), timeout, None)
+    }
+
+    pub(crate) fn from_source(
+        source: Source,
+        addr: String,
+        timeout: Duration,
+        wait: Option<Wait>,
+    ) -> Self {
         RedisStore {
-            pool,
+            source,
             hot: Mutex::new(None),
-            addr: addr.into(),
+            addr,
             timeout,
+            wait,
         }
     }
 
-    async fn conn(&self) -> Result<MultiplexedConnection, Error> {
+    fn is_cluster(&self) -> bool {
+        matches!(self.source, Source::Cluster { .. })
+    }
+
+    async fn conn(&self) -> Result<Conn, Error> {
         if let Some(c) = self.hot.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             return Ok(c.clone());
         }
-        let obj = self.pool.get().await.map_err(|e| self.pool_error(e))?;
-        let conn: MultiplexedConnection = (*obj).clone();
+        let conn = match &self.source {
+            Source::Single(p) => Conn::Plain(deadpool_redis::Connection::take(
+                p.get().await.map_err(|e| self.pool_error(e))?,
+            )),
+            Source::Sentinel(p) => Conn::Plain(deadpool_redis::sentinel::Connection::take(
+                p.get().await.map_err(|e| self.pool_error(e))?,
+            )),
+            Source::Cluster { client, .. } => Conn::Cluster(
+                client
+                    .get_async_connection()
+                    .await
+                    .map_err(|e| self.redis_error(e))?,
+            ),
+        };
         *self.hot.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
         Ok(conn)
+    }
+
+    async fn lease(&self) -> Result<Lease, Error> {
+        Ok(match &self.source {
+            Source::Single(p) => Lease::Single(p.get().await.map_err(|e| self.pool_error(e))?),
+            Source::Sentinel(p) => Lease::Sentinel(p.get().await.map_err(|e| self.pool_error(e))?),
+            Source::Cluster { client, spare } => {
+                let idle = spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                match idle {
+                    Some(c) => Lease::Cluster(c),
+                    None => Lease::Cluster(
+                        client
+                            .get_async_connection()
+                            .await
+                            .map_err(|e| self.redis_error(e))?,
+                    ),
+                }
+            }
+        })
+    }
+
+    fn give_back(&self, lease: Lease) {
+        if let (Lease::Cluster(c), Source::Cluster { spare, .. }) = (lease, &self.source) {
+            spare.lock().unwrap_or_else(|p| p.into_inner()).push(c);
+        }
     }
 
     fn invalidate(&self) {
@@ -88,7 +245,15 @@ impl RedisStore {
     }
 
     fn redis_error(&self, e: RedisError) -> Error {
-        if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+        let stale_primary = matches!(
+            e.kind(),
+            ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)
+        );
+        if e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_unrecoverable_error()
+            || stale_primary
+        {
             self.invalidate();
         }
         if e.is_timeout() {
@@ -107,46 +272,49 @@ impl RedisStore {
     /// connection, since a hung connection would fail every later call.
     async fn bounded<T>(
         &self,
+        timeout: Duration,
         f: impl std::future::Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
-        match tokio::time::timeout(self.timeout, f).await {
+        match tokio::time::timeout(timeout, f).await {
             Ok(r) => r,
             Err(_) => {
                 self.invalidate();
                 Err(Error::Timeout {
                     addr: self.addr.clone(),
-                    after: self.timeout,
+                    after: timeout,
                 })
             }
         }
     }
 
-    /// `EVALSHA`, loading the script and retrying once on `NOSCRIPT`.
-    async fn eval(&self, script: &Script, cmd: redis::Cmd) -> Result<Value, Error> {
-        self.bounded(async {
+    /// `EVALSHA` on `conn`, loading the script and retrying once on
+    /// `NOSCRIPT` (on a cluster, `SCRIPT LOAD` goes to every node).
+    async fn eval_on(&self, conn: &mut Conn, script: &Script, cmd: &Cmd) -> Result<Value, Error> {
+        let r = match cmd.query_async::<Value>(conn).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                tracing::debug!(addr = %self.addr, sha = script.get_hash(), "NOSCRIPT: loading the script");
+                script
+                    .load_async(conn)
+                    .await
+                    .map_err(|e| self.redis_error(e))?;
+                cmd.query_async::<Value>(conn).await
+            }
+            r => r,
+        };
+        r.map_err(|e| self.redis_error(e))
+    }
+
+    async fn eval(&self, script: &Script, cmd: Cmd) -> Result<Value, Error> {
+        self.bounded(self.timeout, async {
             let mut conn = self.conn().await?;
-            let r = match cmd.query_async::<Value>(&mut conn).await {
-                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    tracing::debug!(addr = %self.addr, sha = script.get_hash(), "NOSCRIPT: loading the script");
-                    script
-                        .load_async(&mut conn)
-                        .await
-                        .map_err(|e| self.redis_error(e))?;
-                    cmd.query_async::<Value>(&mut conn).await
-                }
-                r => r,
-            };
-            r.map_err(|e| self.redis_error(e))
+            self.eval_on(&mut conn, script, &cmd).await
         })
         .await
     }
 
     /// Sends any command on the hot connection, under the timeout.
-    pub(crate) async fn query<T: redis::FromRedisValue>(
-        &self,
-        cmd: redis::Cmd,
-    ) -> Result<T, Error> {
-        self.bounded(async {
+    pub(crate) async fn query<T: redis::FromRedisValue>(&self, cmd: Cmd) -> Result<T, Error> {
+        self.bounded(self.timeout, async {
             let mut conn = self.conn().await?;
             cmd.query_async::<T>(&mut conn)
                 .await
@@ -155,14 +323,36 @@ impl RedisStore {
         .await
     }
 
-    /// Reads `maxmemory-policy`. `Ok(None)` when the server refuses
-    /// `CONFIG GET` (managed services often do); connection failures are
-    /// errors.
+    /// Reads `maxmemory-policy` (of every primary, on a cluster: the first
+    /// unsafe one wins). `Ok(None)` when the server refuses `CONFIG GET`
+    /// (managed services often do); connection failures are errors.
     pub async fn eviction_policy(&self) -> Result<Option<String>, Error> {
         let mut cmd = redis::cmd("CONFIG");
         cmd.arg("GET").arg("maxmemory-policy");
-        match self.query::<Vec<String>>(cmd).await {
-            Ok(v) => Ok(v.get(1).cloned()),
+        let reply = self
+            .bounded(self.timeout, async {
+                let mut conn = self.conn().await?;
+                let r = match &mut conn {
+                    Conn::Plain(c) => cmd.query_async::<Value>(c).await,
+                    Conn::Cluster(c) => {
+                        c.route_command(
+                            cmd.clone(),
+                            RoutingInfo::MultiNode((
+                                redis::cluster_routing::MultipleNodeRoutingInfo::AllMasters,
+                                None,
+                            )),
+                        )
+                        .await
+                    }
+                };
+                r.map_err(|e| self.redis_error(e))
+            })
+            .await;
+        match reply {
+            Ok(v) => Ok(policies(&v)
+                .into_iter()
+                .find(|p| p != "noeviction")
+                .or_else(|| policies(&v).into_iter().next())),
             Err(Error::Backend { message, .. }) => {
                 tracing::debug!(addr = %self.addr, %message, "CONFIG GET maxmemory-policy refused");
                 Ok(None)
@@ -197,6 +387,115 @@ impl RedisStore {
             ),
         })
     }
+
+    fn claim_cmd(claims: &[&Claim]) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(CLAIM.get_hash()).arg(claims.len());
+        for c in claims {
+            cmd.arg(&c.key);
+        }
+        for c in claims {
+            cmd.arg(record_tail(c)).arg(c.ttl_ms);
+        }
+        cmd
+    }
+
+    fn parse_claims(
+        &self,
+        n: usize,
+        reply: &Value,
+        replicas: Option<u32>,
+    ) -> Result<Vec<ClaimReply>, Error> {
+        let Value::Array(items) = reply else {
+            return Err(self.bad_reply("claim", reply));
+        };
+        if items.len() != n {
+            return Err(self.bad_reply("claim", reply));
+        }
+        items
+            .iter()
+            .map(|item| match item {
+                Value::Int(ttl) => Ok(ClaimReply::Created {
+                    expires_in_ms: (*ttl).max(0) as u64,
+                    replicas,
+                }),
+                Value::Array(pair) if pair.len() == 2 => {
+                    Ok(ClaimReply::Existing(self.record(&pair[0], &pair[1])?))
+                }
+                other => Err(self.bad_reply("claim", other)),
+            })
+            .collect()
+    }
+
+    /// Claims one group of keys that share a slot (all keys, off a
+    /// cluster) in one script call, with `WAIT` after it when durability is
+    /// on.
+    async fn claim_group(&self, group: &[&Claim]) -> Result<Vec<ClaimReply>, Error> {
+        let cmd = Self::claim_cmd(group);
+        let Some(wait) = self.wait else {
+            let reply = self.eval(&CLAIM, cmd).await?;
+            return self.parse_claims(group.len(), &reply, None);
+        };
+        let lease = self.bounded(self.timeout, self.lease()).await?;
+        let mut conn = lease.conn();
+        let budget = self.timeout + wait.timeout;
+        let result = self
+            .bounded(budget, async {
+                let reply = self.eval_on(&mut conn, &CLAIM, &cmd).await?;
+                let mut w = redis::cmd("WAIT");
+                w.arg(wait.replicas).arg(wait.timeout.as_millis() as u64);
+                let reached = match &mut conn {
+                    Conn::Plain(c) => w.query_async::<i64>(c).await,
+                    Conn::Cluster(c) => {
+                        let route = Route::new(slot(&group[0].key), SlotAddr::Master);
+                        match c
+                            .route_command(
+                                w,
+                                RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                            )
+                            .await
+                        {
+                            Ok(Value::Int(n)) => Ok(n),
+                            Ok(other) => return Err(self.bad_reply("WAIT", &other)),
+                            Err(e) => Err(e),
+                        }
+                    }
+                }
+                .map_err(|e| self.redis_error(e))?;
+                self.parse_claims(group.len(), &reply, Some(reached.max(0) as u32))
+            })
+            .await;
+        if result.is_ok() {
+            self.give_back(lease);
+        }
+        result
+    }
+}
+
+fn policies(v: &Value) -> Vec<String> {
+    match v {
+        Value::Array(items) => {
+            // CONFIG GET answers [name, value]; a fan-out answers a list of those.
+            if let [Value::BulkString(name), Value::BulkString(value)] = items.as_slice() {
+                if name.as_slice() == b"maxmemory-policy" {
+                    return vec![String::from_utf8_lossy(value).into_owned()];
+                }
+            }
+            items.iter().flat_map(policies).collect()
+        }
+        Value::Map(pairs) => pairs
+            .iter()
+            .flat_map(|(k, v)| match (k, v) {
+                (Value::BulkString(name), Value::BulkString(value))
+                    if name.as_slice() == b"maxmemory-policy" =>
+                {
+                    vec![String::from_utf8_lossy(value).into_owned()]
+                }
+                (_, v) => policies(v),
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 impl Store for RedisStore {
@@ -205,33 +504,31 @@ impl Store for RedisStore {
             if claims.is_empty() {
                 return Ok(Vec::new());
             }
-            let mut cmd = redis::cmd("EVALSHA");
-            cmd.arg(CLAIM.get_hash()).arg(claims.len());
-            for c in claims {
-                cmd.arg(&c.key);
+            if !self.is_cluster() {
+                let all: Vec<&Claim> = claims.iter().collect();
+                return self.claim_group(&all).await;
             }
-            for c in claims {
-                cmd.arg(record_tail(c)).arg(c.ttl_ms);
+            // Group by slot, keeping each item's position.
+            let mut by_slot: std::collections::BTreeMap<u16, Vec<usize>> = Default::default();
+            for (i, c) in claims.iter().enumerate() {
+                by_slot.entry(slot(&c.key)).or_default().push(i);
             }
-            let reply = self.eval(&CLAIM, cmd).await?;
-            let Value::Array(items) = &reply else {
-                return Err(self.bad_reply("claim", &reply));
-            };
-            if items.len() != claims.len() {
-                return Err(self.bad_reply("claim", &reply));
+            let groups: Vec<Vec<usize>> = by_slot.into_values().collect();
+            let futures = groups.iter().map(|idx| async move {
+                let group: Vec<&Claim> = idx.iter().map(|&i| &claims[i]).collect();
+                self.claim_group(&group).await
+            });
+            let replies = futures_util::future::try_join_all(futures).await?;
+            let mut out: Vec<Option<ClaimReply>> = vec![None; claims.len()];
+            for (idx, rep) in groups.iter().zip(replies) {
+                for (&i, r) in idx.iter().zip(rep) {
+                    out[i] = Some(r);
+                }
             }
-            items
-                .iter()
-                .map(|item| match item {
-                    Value::Int(ttl) => Ok(ClaimReply::Created {
-                        expires_in_ms: (*ttl).max(0) as u64,
-                    }),
-                    Value::Array(pair) if pair.len() == 2 => {
-                        Ok(ClaimReply::Existing(self.record(&pair[0], &pair[1])?))
-                    }
-                    other => Err(self.bad_reply("claim", other)),
-                })
-                .collect()
+            Ok(out
+                .into_iter()
+                .map(|r| r.expect("every item answered"))
+                .collect())
         })
     }
 
