@@ -47,3 +47,37 @@ async fn one_command_per_trigger() {
         + server.command_calls("pttl");
     assert_eq!(total, 200 + scripted, "{info}");
 }
+
+/// Concurrent single-key triggers share script calls: while one call is in
+/// flight, the others queue and go together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_triggers_are_coalesced() {
+    let server = RedisServer::start();
+    let d = Dedupe::builder()
+        .redis_url(server.url())
+        .build()
+        .await
+        .unwrap();
+    d.trigger("t", TriggerOptions::with_key("warm"))
+        .await
+        .unwrap();
+    server.reset_stats();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..500 {
+        let d = d.clone();
+        set.spawn(async move {
+            d.trigger("t", TriggerOptions::with_key(format!("c{i}")))
+                .await
+                .unwrap()
+        });
+    }
+    let answers = set.join_all().await;
+    assert!(answers.iter().all(|t| !t.cached));
+    assert_eq!(server.command_calls("set"), 500);
+    let calls = server.command_calls("evalsha");
+    assert!(
+        calls < 250,
+        "500 concurrent triggers took {calls} script calls"
+    );
+    assert_eq!(server.dbsize(), 501);
+}

@@ -20,7 +20,7 @@ use std::time::Duration;
 /// assert!(matches!(err, Error::InvalidKey { .. }));
 /// assert!(err.to_string().contains("empty"));
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The idempotency key (or one of its parts) is empty, too long, holds a

@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::key::{from_hex32, to_hex};
 use crate::options::{Record, RecordState};
 
+mod coalesce;
 pub mod memory;
 pub mod redis;
 

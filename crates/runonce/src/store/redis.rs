@@ -18,7 +18,7 @@
 //! since `WAIT` blocks its connection and counts the acknowledgements of
 //! that connection's own writes.
 
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use deadpool_redis::PoolError;
@@ -28,7 +28,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, ServerErrorKind, Value};
 
-use super::{parse_record, record_tail, BoxFuture, Claim, ClaimReply, Store};
+use super::{coalesce, parse_record, record_tail, BoxFuture, Claim, ClaimReply, Store};
 use crate::error::Error;
 use crate::options::{Record, RecordState};
 
@@ -113,9 +113,8 @@ pub(crate) struct Wait {
     pub(crate) timeout: Duration,
 }
 
-/// A [`Store`] on one Redis server, a Redis Cluster or a Sentinel-managed
-/// primary.
-pub struct RedisStore {
+/// The connection side of the store, shared with the coalescing task.
+struct Core {
     source: Source,
     hot: Mutex<Option<Conn>>,
     addr: String,
@@ -123,12 +122,26 @@ pub struct RedisStore {
     wait: Option<Wait>,
 }
 
+/// A [`Store`] on one Redis server, a Redis Cluster or a Sentinel-managed
+/// primary.
+///
+/// On one server (or Sentinel) without durability, concurrent single-key
+/// claims are coalesced: while script calls are in flight, the claims that
+/// arrive queue up and go together in the next call. A lone caller is sent
+/// at once, so latency at low concurrency does not suffer, and under load
+/// many claims share one round trip and one script call.
+pub struct RedisStore {
+    core: Arc<Core>,
+    coalescer: Option<coalesce::Coalescer>,
+}
+
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
-            .field("addr", &self.addr)
-            .field("timeout", &self.timeout)
-            .field("wait", &self.wait)
+            .field("addr", &self.core.addr)
+            .field("timeout", &self.core.timeout)
+            .field("wait", &self.core.wait)
+            .field("coalescing", &self.coalescer.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -152,6 +165,8 @@ pub fn slot(key: &str) -> u16 {
 impl RedisStore {
     /// A store over one Redis server's pool. `addr` names the server in
     /// error messages; `timeout` bounds every call, connecting included.
+    /// Must be called inside a tokio runtime (it spawns the coalescing
+    /// task).
     pub fn new(pool: deadpool_redis::Pool, addr: impl Into<String>, timeout: Duration) -> Self {
         Self::from_source(Source::Single(pool), addr.into(), timeout, None)
     }
@@ -162,15 +177,35 @@ impl RedisStore {
         timeout: Duration,
         wait: Option<Wait>,
     ) -> Self {
-        RedisStore {
+        let core = Arc::new(Core {
             source,
             hot: Mutex::new(None),
             addr,
             timeout,
             wait,
-        }
+        });
+        let coalescer = (!core.is_cluster() && core.wait.is_none()).then(|| {
+            let worker = core.clone();
+            coalesce::Coalescer::spawn(move |claims: Vec<Claim>| {
+                let worker = worker.clone();
+                async move {
+                    let all: Vec<&Claim> = claims.iter().collect();
+                    worker.claim_group(&all).await
+                }
+            })
+        });
+        RedisStore { core, coalescer }
     }
 
+    /// Reads `maxmemory-policy` (of every primary, on a cluster: the first
+    /// unsafe one wins). `Ok(None)` when the server refuses `CONFIG GET`
+    /// (managed services often do); connection failures are errors.
+    pub async fn eviction_policy(&self) -> Result<Option<String>, Error> {
+        self.core.eviction_policy().await
+    }
+}
+
+impl Core {
     fn is_cluster(&self) -> bool {
         matches!(self.source, Source::Cluster { .. })
     }
@@ -323,10 +358,7 @@ impl RedisStore {
         .await
     }
 
-    /// Reads `maxmemory-policy` (of every primary, on a cluster: the first
-    /// unsafe one wins). `Ok(None)` when the server refuses `CONFIG GET`
-    /// (managed services often do); connection failures are errors.
-    pub async fn eviction_policy(&self) -> Result<Option<String>, Error> {
+    async fn eviction_policy(&self) -> Result<Option<String>, Error> {
         let mut cmd = redis::cmd("CONFIG");
         cmd.arg("GET").arg("maxmemory-policy");
         let reply = self
@@ -501,34 +533,21 @@ fn policies(v: &Value) -> Vec<String> {
 impl Store for RedisStore {
     fn claim<'a>(&'a self, claims: &'a [Claim]) -> BoxFuture<'a, Result<Vec<ClaimReply>, Error>> {
         Box::pin(async move {
-            if claims.is_empty() {
-                return Ok(Vec::new());
+            if let (Some(co), [one]) = (&self.coalescer, claims) {
+                // Bounded here too: a stuck queue must not hang the caller.
+                let timeout = self.core.timeout * 2;
+                return match tokio::time::timeout(timeout, co.claim(one.clone())).await {
+                    Ok(Some(r)) => r.map(|r| vec![r]),
+                    // The coalescing task is gone (its runtime shut down):
+                    // claim directly.
+                    Ok(None) => self.core.claim(claims).await,
+                    Err(_) => Err(Error::Timeout {
+                        addr: self.core.addr.clone(),
+                        after: timeout,
+                    }),
+                };
             }
-            if !self.is_cluster() {
-                let all: Vec<&Claim> = claims.iter().collect();
-                return self.claim_group(&all).await;
-            }
-            // Group by slot, keeping each item's position.
-            let mut by_slot: std::collections::BTreeMap<u16, Vec<usize>> = Default::default();
-            for (i, c) in claims.iter().enumerate() {
-                by_slot.entry(slot(&c.key)).or_default().push(i);
-            }
-            let groups: Vec<Vec<usize>> = by_slot.into_values().collect();
-            let futures = groups.iter().map(|idx| async move {
-                let group: Vec<&Claim> = idx.iter().map(|&i| &claims[i]).collect();
-                self.claim_group(&group).await
-            });
-            let replies = futures_util::future::try_join_all(futures).await?;
-            let mut out: Vec<Option<ClaimReply>> = vec![None; claims.len()];
-            for (idx, rep) in groups.iter().zip(replies) {
-                for (&i, r) in idx.iter().zip(rep) {
-                    out[i] = Some(r);
-                }
-            }
-            Ok(out
-                .into_iter()
-                .map(|r| r.expect("every item answered"))
-                .collect())
+            self.core.claim(claims).await
         })
     }
 
@@ -538,44 +557,89 @@ impl Store for RedisStore {
         run_id: &'a str,
         to: Option<RecordState>,
     ) -> BoxFuture<'a, Result<bool, Error>> {
-        Box::pin(async move {
-            let mut cmd = redis::cmd("EVALSHA");
-            let code = to
-                .map(|s| (s.code() as char).to_string())
-                .unwrap_or_default();
-            cmd.arg(FINISH.get_hash())
-                .arg(1)
-                .arg(key)
-                .arg(run_id)
-                .arg(code);
-            match self.eval(&FINISH, cmd).await? {
-                Value::Int(n) => Ok(n == 1),
-                other => Err(self.bad_reply("finish", &other)),
-            }
-        })
+        Box::pin(self.core.finish(key, run_id, to))
     }
 
     fn reset<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
-        Box::pin(async move {
-            let mut cmd = redis::cmd("DEL");
-            cmd.arg(key);
-            Ok(self.query::<i64>(cmd).await? > 0)
-        })
+        Box::pin(self.core.reset(key))
     }
 
     fn lookup<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Record>, Error>> {
-        Box::pin(async move {
-            let mut cmd = redis::cmd("EVALSHA");
-            cmd.arg(LOOKUP.get_hash()).arg(1).arg(key);
-            match self.eval(&LOOKUP, cmd).await? {
-                Value::Nil => Ok(None),
-                Value::Array(pair) if pair.len() == 2 => Ok(Some(self.record(&pair[0], &pair[1])?)),
-                other => Err(self.bad_reply("lookup", &other)),
-            }
-        })
+        Box::pin(self.core.lookup(key))
     }
 
     fn addr(&self) -> &str {
-        &self.addr
+        &self.core.addr
+    }
+}
+
+impl Core {
+    async fn claim(&self, claims: &[Claim]) -> Result<Vec<ClaimReply>, Error> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !self.is_cluster() {
+            let all: Vec<&Claim> = claims.iter().collect();
+            return self.claim_group(&all).await;
+        }
+        // Group by slot, keeping each item's position; every group's script
+        // call is in flight at once.
+        let mut by_slot: std::collections::BTreeMap<u16, Vec<usize>> = Default::default();
+        for (i, c) in claims.iter().enumerate() {
+            by_slot.entry(slot(&c.key)).or_default().push(i);
+        }
+        let groups: Vec<Vec<usize>> = by_slot.into_values().collect();
+        let futures = groups.iter().map(|idx| async move {
+            let group: Vec<&Claim> = idx.iter().map(|&i| &claims[i]).collect();
+            self.claim_group(&group).await
+        });
+        let replies = futures_util::future::try_join_all(futures).await?;
+        let mut out: Vec<Option<ClaimReply>> = vec![None; claims.len()];
+        for (idx, rep) in groups.iter().zip(replies) {
+            for (&i, r) in idx.iter().zip(rep) {
+                out[i] = Some(r);
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|r| r.expect("every item answered"))
+            .collect())
+    }
+
+    async fn finish(
+        &self,
+        key: &str,
+        run_id: &str,
+        to: Option<RecordState>,
+    ) -> Result<bool, Error> {
+        let mut cmd = redis::cmd("EVALSHA");
+        let code = to
+            .map(|s| (s.code() as char).to_string())
+            .unwrap_or_default();
+        cmd.arg(FINISH.get_hash())
+            .arg(1)
+            .arg(key)
+            .arg(run_id)
+            .arg(code);
+        match self.eval(&FINISH, cmd).await? {
+            Value::Int(n) => Ok(n == 1),
+            other => Err(self.bad_reply("finish", &other)),
+        }
+    }
+
+    async fn reset(&self, key: &str) -> Result<bool, Error> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(key);
+        Ok(self.query::<i64>(cmd).await? > 0)
+    }
+
+    async fn lookup(&self, key: &str) -> Result<Option<Record>, Error> {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(LOOKUP.get_hash()).arg(1).arg(key);
+        match self.eval(&LOOKUP, cmd).await? {
+            Value::Nil => Ok(None),
+            Value::Array(pair) if pair.len() == 2 => Ok(Some(self.record(&pair[0], &pair[1])?)),
+            other => Err(self.bad_reply("lookup", &other)),
+        }
     }
 }
