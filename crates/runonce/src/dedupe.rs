@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tracing::Instrument;
 
 use sha2::{Digest, Sha256};
 
@@ -16,6 +18,7 @@ use crate::options::{
 use crate::store::memory::MemoryStore;
 use crate::store::redis::{RedisStore, Source, Wait};
 use crate::store::{storage_key, Claim, ClaimReply, Store};
+use crate::telemetry;
 use crate::ttl::Ttl;
 
 /// The dedupe authority: a cheap, clone-able handle over one store.
@@ -324,6 +327,37 @@ impl Dedupe {
     /// # Ok(()) }
     /// ```
     pub async fn trigger(&self, task: &str, opts: TriggerOptions) -> Result<Triggered, Error> {
+        let start = Instant::now();
+        let span = telemetry::span("trigger", &opts.namespace(task));
+        let mut round_trips = 0;
+        let result = self
+            .trigger_inner(task, opts, &mut round_trips)
+            .instrument(span.clone())
+            .await;
+        let outcome = telemetry::trigger_outcome(&result);
+        let key = match &result {
+            Ok(t) => t.key.map(|k| k.to_hex()),
+            Err(Error::PayloadMismatch { key, .. }) => Some(key.clone()),
+            Err(_) => None,
+        };
+        telemetry::close(&span, outcome, key.as_deref(), round_trips, start);
+        metrics::counter!(telemetry::TRIGGERS_TOTAL, "task" => task.to_owned(), "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!(telemetry::TRIGGER_SECONDS).record(start.elapsed().as_secs_f64());
+        result
+    }
+
+    /// Round trips one claim call costs: one, plus `WAIT` with durability.
+    fn claim_round_trips(&self) -> u32 {
+        1 + u32::from(self.inner.durability.is_some())
+    }
+
+    async fn trigger_inner(
+        &self,
+        task: &str,
+        opts: TriggerOptions,
+        round_trips: &mut u32,
+    ) -> Result<Triggered, Error> {
         let p = self.prepare(task, opts)?;
         let Some(k) = &p.keyed else {
             return Ok(Triggered {
@@ -340,6 +374,7 @@ impl Dedupe {
             k.ttl_ms,
             k.fingerprint,
         )];
+        *round_trips = self.claim_round_trips();
         let reply = self
             .inner
             .store
@@ -420,6 +455,38 @@ impl Dedupe {
         batch_key: Option<IdempotencyKey>,
         items: Vec<TriggerOptions>,
     ) -> Result<Vec<Result<Triggered, Error>>, Error> {
+        let start = Instant::now();
+        let span = telemetry::span("batch_trigger", &Namespace::Task(task.to_owned()));
+        let mut round_trips = 0;
+        let result = self
+            .batch_inner(task, batch_key, items, &mut round_trips)
+            .instrument(span.clone())
+            .await;
+        let outcome = match &result {
+            Ok(items) => {
+                for item in items {
+                    let o = telemetry::trigger_outcome(item);
+                    metrics::counter!(telemetry::TRIGGERS_TOTAL, "task" => task.to_owned(), "outcome" => o)
+                        .increment(1);
+                    metrics::counter!(telemetry::BATCH_ITEMS_TOTAL, "task" => task.to_owned(), "outcome" => o)
+                        .increment(1);
+                }
+                "completed"
+            }
+            Err(_) => "error",
+        };
+        telemetry::close(&span, outcome, None, round_trips, start);
+        metrics::histogram!(telemetry::BATCH_SECONDS).record(start.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn batch_inner(
+        &self,
+        task: &str,
+        batch_key: Option<IdempotencyKey>,
+        items: Vec<TriggerOptions>,
+        round_trips: &mut u32,
+    ) -> Result<Vec<Result<Triggered, Error>>, Error> {
         let prepared: Vec<Result<Prepared, Error>> = items
             .into_iter()
             .enumerate()
@@ -462,6 +529,7 @@ impl Dedupe {
         let replies = if claims.is_empty() {
             Vec::new()
         } else {
+            *round_trips = self.claim_round_trips();
             self.inner.store.claim(&claims).await?
         };
         if replies.len() != claims.len() {
@@ -509,20 +577,43 @@ impl Dedupe {
             .collect())
     }
 
-    fn resolve(
-        &self,
-        namespace: impl Into<Namespace>,
-        key: impl Into<KeySpec>,
-    ) -> Result<String, Error> {
-        let ns = namespace.into();
-        self.check_namespace(&ns)?;
-        let key = key.into().resolve(RunContext::current().as_ref())?;
-        Ok(storage_key(
-            &self.inner.prefix,
-            &self.inner.environment,
-            &ns,
-            &key,
+    fn resolve(&self, ns: &Namespace, key: KeySpec) -> Result<(String, String), Error> {
+        self.check_namespace(ns)?;
+        let key = key.resolve(RunContext::current().as_ref())?;
+        Ok((
+            storage_key(&self.inner.prefix, &self.inner.environment, ns, &key),
+            key.to_hex(),
         ))
+    }
+
+    /// Runs one non-trigger call in its span: `f` gets the storage key and
+    /// answers; `outcome` names what happened.
+    async fn observed<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        ns: Namespace,
+        key: KeySpec,
+        outcome: fn(&T) -> &'static str,
+        f: F,
+    ) -> Result<T, Error>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let start = Instant::now();
+        let span = telemetry::span(operation, &ns);
+        let resolved = self.resolve(&ns, key);
+        let (result, hex) = match resolved {
+            Ok((sk, hex)) => (f(sk).instrument(span.clone()).await, Some(hex)),
+            Err(e) => (Err(e), None),
+        };
+        let (o, trips) = match &result {
+            Ok(v) => (outcome(v), 1),
+            Err(e) if e.is_invalid_input() => ("error", 0),
+            Err(_) => ("error", 1),
+        };
+        telemetry::close(&span, o, hex.as_deref(), trips, start);
+        result
     }
 
     /// Records how the run that owns `key` ended. `Succeeded` and
@@ -574,15 +665,28 @@ impl Dedupe {
         outcome: Outcome,
         on_failure: FailurePolicy,
     ) -> Result<bool, Error> {
-        let sk = self.resolve(namespace, key)?;
-        check_run_id(run_id)?;
         let to = match (outcome, on_failure) {
             (Outcome::Succeeded, _) => Some(RecordState::Succeeded),
             (Outcome::Canceled, _) => Some(RecordState::Canceled),
             (Outcome::Failed, FailurePolicy::Keep) => Some(RecordState::Failed),
             (Outcome::Failed, FailurePolicy::Release) => None,
         };
-        self.inner.store.finish(&sk, run_id, to).await
+        let outcome: fn(&bool) -> &'static str = if to.is_none() {
+            |changed| if *changed { "released" } else { "unchanged" }
+        } else {
+            |changed| if *changed { "completed" } else { "unchanged" }
+        };
+        self.observed(
+            "complete",
+            namespace.into(),
+            key.into(),
+            outcome,
+            |sk| async move {
+                check_run_id(run_id)?;
+                self.inner.store.finish(&sk, run_id, to).await
+            },
+        )
+        .await
     }
 
     /// Releases `key` if `run_id` owns it (compare-and-delete). Use it when
@@ -604,9 +708,19 @@ impl Dedupe {
         key: impl Into<KeySpec>,
         run_id: &str,
     ) -> Result<bool, Error> {
-        let sk = self.resolve(namespace, key)?;
-        check_run_id(run_id)?;
-        self.inner.store.finish(&sk, run_id, None).await
+        let outcome: fn(&bool) -> &'static str =
+            |changed| if *changed { "released" } else { "unchanged" };
+        self.observed(
+            "release",
+            namespace.into(),
+            key.into(),
+            outcome,
+            |sk| async move {
+                check_run_id(run_id)?;
+                self.inner.store.finish(&sk, run_id, None).await
+            },
+        )
+        .await
     }
 
     /// Deletes the record of `key` unconditionally; answers whether one
@@ -626,8 +740,16 @@ impl Dedupe {
         namespace: impl Into<Namespace>,
         key: impl Into<KeySpec>,
     ) -> Result<bool, Error> {
-        let sk = self.resolve(namespace, key)?;
-        self.inner.store.reset(&sk).await
+        let outcome: fn(&bool) -> &'static str =
+            |existed| if *existed { "reset" } else { "missing" };
+        self.observed(
+            "reset",
+            namespace.into(),
+            key.into(),
+            outcome,
+            |sk| async move { self.inner.store.reset(&sk).await },
+        )
+        .await
     }
 
     /// The live record of `key`: owner, state, time left, fingerprint.
@@ -646,8 +768,16 @@ impl Dedupe {
         namespace: impl Into<Namespace>,
         key: impl Into<KeySpec>,
     ) -> Result<Option<Record>, Error> {
-        let sk = self.resolve(namespace, key)?;
-        self.inner.store.lookup(&sk).await
+        let outcome: fn(&Option<Record>) -> &'static str =
+            |r| if r.is_some() { "found" } else { "missing" };
+        self.observed(
+            "lookup",
+            namespace.into(),
+            key.into(),
+            outcome,
+            |sk| async move { self.inner.store.lookup(&sk).await },
+        )
+        .await
     }
 }
 

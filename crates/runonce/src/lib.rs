@@ -2,14 +2,17 @@
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+mod config;
 mod context;
 mod dedupe;
 mod error;
 mod key;
 mod options;
 pub mod store;
+pub mod telemetry;
 mod ttl;
 
+pub use config::{Config, DurabilityConfig, PoolConfig, RedisConfig, SentinelConfig};
 pub use context::RunContext;
 pub use dedupe::{mint_run_id, Dedupe, DedupeBuilder};
 pub use error::Error;

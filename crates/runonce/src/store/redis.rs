@@ -328,6 +328,7 @@ impl Core {
         let r = match cmd.query_async::<Value>(conn).await {
             Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                 tracing::debug!(addr = %self.addr, sha = script.get_hash(), "NOSCRIPT: loading the script");
+                metrics::counter!(crate::telemetry::SCRIPT_RELOADS).increment(1);
                 script
                     .load_async(conn)
                     .await
