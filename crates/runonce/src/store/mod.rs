@@ -104,7 +104,7 @@ fn escape_into(out: &mut String, s: &str) {
 }
 
 /// The Redis key of one record:
-/// `<prefix>:<environment>:<t|g>:<task or group>:{<digest hex>}`.
+/// `<prefix>:<environment>:<t|g>:<task or group>:{<digest, base64url>}`.
 ///
 /// Components are percent-escaped, so the mapping is injective: no two
 /// (prefix, environment, namespace, digest) tuples share a key, whatever
@@ -135,7 +135,13 @@ pub fn storage_key(
     out.push_str(kind);
     escape_into(&mut out, name);
     out.push_str(":{");
-    out.push_str(&key.to_hex());
+    // base64url (43 characters) rather than hex (64): a shorter key saves
+    // memory per record, and the alphabet has no `{` or `}`.
+    base64::Engine::encode_string(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        key.digest(),
+        &mut out,
+    );
     out.push('}');
     out
 }
