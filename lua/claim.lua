@@ -1,4 +1,5 @@
--- claim.lua: claim idempotency keys, each atomically with SET NX PX.
+-- claim.lua: claim idempotency keys, each atomically (GET, then SET PX when
+-- free: SET NX semantics inside one atomic script).
 --
 -- KEYS[i]      record key of item i, for i = 1..#KEYS (distinct keys)
 -- ARGV[2i-1]   record tail of item i: "<fingerprint hex or empty>:<run id>"
@@ -15,13 +16,18 @@
 -- TTL is not extended and the caller's TTL is ignored.
 local t = redis.call('TIME')
 local now = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
+--
+-- A held key is read before any write is attempted, so at maxmemory (under
+-- noeviction) cached answers keep working; only new claims get OOM.
 local out = {}
 for i = 1, #KEYS do
-  local ttl = ARGV[2 * i]
-  if redis.call('SET', KEYS[i], 'R' .. now .. ':' .. ARGV[2 * i - 1], 'NX', 'PX', ttl) then
-    out[i] = tonumber(ttl)
+  local held = redis.call('GET', KEYS[i])
+  if held then
+    out[i] = { held, redis.call('PTTL', KEYS[i]) }
   else
-    out[i] = { redis.call('GET', KEYS[i]), redis.call('PTTL', KEYS[i]) }
+    local ttl = ARGV[2 * i]
+    redis.call('SET', KEYS[i], 'R' .. now .. ':' .. ARGV[2 * i - 1], 'PX', ttl)
+    out[i] = tonumber(ttl)
   end
 end
 return out

@@ -31,10 +31,18 @@ pub(crate) struct Cli {
 
 /// Options every subcommand accepts, before or after its name.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub(crate) struct Global {
     /// Redis URL: redis://[user:password@]host:port[/db] or rediss://…
     /// [default: redis://127.0.0.1:6379; `demo` starts a private redis-server instead]
-    #[arg(long = "redis", env = "REDIS_URL", global = true, value_name = "URL")]
+    // The value is never shown in --help: it may hold a password.
+    #[arg(
+        long = "redis",
+        env = "REDIS_URL",
+        hide_env_values = true,
+        global = true,
+        value_name = "URL"
+    )]
     pub(crate) redis: Option<String>,
 
     /// Environment the keys are isolated in, e.g. dev, staging, prod.
@@ -226,11 +234,13 @@ pub(crate) struct TriggerArgs {
     pub(crate) scope: ScopeArgs,
 
     /// Dedupe window of a new record, e.g. 60s, 5m, 2h, 3d, "1h 30m" [default: 30d].
-    #[arg(long, value_name = "TTL")]
+    // Hyphen values are let through so `--ttl -5m` is refused as a negative
+    // TTL naming the input, not as an unknown flag.
+    #[arg(long, value_name = "TTL", allow_hyphen_values = true)]
     pub(crate) ttl: Option<String>,
 
     /// The payload as JSON; its fingerprint is stored with the record.
-    #[arg(long, value_name = "JSON")]
+    #[arg(long, value_name = "JSON", allow_hyphen_values = true)]
     pub(crate) payload: Option<String>,
 
     /// What a retrigger with a different payload does.

@@ -63,7 +63,11 @@ impl CliError {
             message: e.to_string(),
             hint: None,
         };
-        if e.is_retryable() {
+        if matches!(e, runonce::Error::PayloadMismatch { .. }) {
+            err.with_hint(
+                "on the command line, pass --on-mismatch existing to get the existing run instead",
+            )
+        } else if e.is_retryable() {
             err.with_hint(redis_hint(redis_url))
         } else {
             err
@@ -102,7 +106,7 @@ impl fmt::Display for CliError {
 fn redis_hint(redis_url: &str) -> String {
     format!(
         "the Redis URL is {} (set it with --redis URL or REDIS_URL; start a local one with \
-         `redis-server` or `docker run -p 6379:6379 redis`)",
+         `redis-server`)",
         redacted_url(redis_url)
     )
 }

@@ -1081,13 +1081,16 @@ impl DedupeBuilder {
             replicas: d.replicas,
             timeout: d.timeout,
         });
+        // A reply may take the call's timeout plus a durability WAIT; the
+        // per-call bound is enforced above the connection anyway.
+        let reply_timeout = self.timeout + wait.map(|w| w.timeout).unwrap_or_default();
         let (source, addr) = if let Some(pool) = self.pool {
             (Source::Single(pool), "caller-supplied pool".to_owned())
         } else if let Some(url) = &self.redis_url {
-            let (pool, addr) = pool_from_url(url, self.timeout, self.pool_size)?;
+            let (pool, addr) = pool_from_url(url, self.timeout, reply_timeout, self.pool_size)?;
             (Source::Single(pool), addr)
         } else if let Some(seeds) = &self.cluster {
-            cluster_source(seeds, self.timeout)?
+            cluster_source(seeds, self.timeout, reply_timeout)?
         } else if let Some((urls, master)) = &self.sentinel {
             sentinel_source(urls, master, self.timeout, self.pool_size)?
         } else {
@@ -1128,7 +1131,11 @@ impl DedupeBuilder {
     }
 }
 
-fn cluster_source(seeds: &[String], timeout: Duration) -> Result<(Source, String), Error> {
+fn cluster_source(
+    seeds: &[String],
+    timeout: Duration,
+    reply_timeout: Duration,
+) -> Result<(Source, String), Error> {
     if seeds.is_empty() {
         return Err(Error::Config(
             "cluster(..) needs at least one seed URL".into(),
@@ -1136,7 +1143,7 @@ fn cluster_source(seeds: &[String], timeout: Duration) -> Result<(Source, String
     }
     let client = redis::cluster::ClusterClient::builder(seeds.to_vec())
         .connection_timeout(timeout)
-        .response_timeout(timeout)
+        .response_timeout(reply_timeout)
         .build()
         .map_err(|e| Error::Config(format!("bad cluster seed URLs {seeds:?}: {e}")))?;
     let addr = format!("cluster {}", seed_addrs(seeds).join(","));
@@ -1195,6 +1202,7 @@ fn seed_addrs(urls: &[String]) -> Vec<String> {
 fn pool_from_url(
     url: &str,
     timeout: Duration,
+    reply_timeout: Duration,
     size: usize,
 ) -> Result<(deadpool_redis::Pool, String), Error> {
     use redis::IntoConnectionInfo;
@@ -1207,7 +1215,7 @@ fn pool_from_url(
     let addr = info.addr().to_string();
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout));
+        .set_response_timeout(Some(reply_timeout));
     let manager = deadpool_redis::Manager::new_with_config(info, config).map_err(bad)?;
     let pool = deadpool_redis::Pool::builder(manager)
         .max_size(size.max(1))

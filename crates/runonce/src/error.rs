@@ -97,6 +97,36 @@ pub enum Error {
         after: Duration,
     },
 
+    /// Redis refused the write: `maxmemory` reached under `noeviction`.
+    /// No new run was created by this call's failed part; retry with the
+    /// same candidate run ID once memory is freed.
+    #[error("Redis at {addr} is out of memory (maxmemory reached): {message}; free memory or raise maxmemory, then retry with the same run ID")]
+    OutOfMemory {
+        /// The server's address.
+        addr: String,
+        /// The server's reply.
+        message: String,
+    },
+
+    /// Redis rejected the credentials (wrong or missing password/user).
+    #[error("Redis at {addr} rejected the credentials: {message}; check the user and password in the URL (redis://user:password@host:port)")]
+    AuthFailed {
+        /// The server's address.
+        addr: String,
+        /// The server's reply.
+        message: String,
+    },
+
+    /// The Redis (ACL) user may not run a command or touch a key runonce
+    /// needs.
+    #[error("Redis at {addr} denied permission: {message}; the ACL user needs `~<prefix>:* +evalsha +script|load +set +get +pttl +time +del` (and +wait for durability, +config|get for the eviction check)")]
+    NoPermission {
+        /// The server's address.
+        addr: String,
+        /// The server's reply.
+        message: String,
+    },
+
     /// No pooled connection became free in time.
     #[error("connection pool for {addr} exhausted: no connection free within {after:?}; raise the pool size or lower concurrency")]
     PoolExhausted {
@@ -168,6 +198,7 @@ impl Error {
                 | Error::Timeout { .. }
                 | Error::PoolExhausted { .. }
                 | Error::ReplicaShortfall { .. }
+                | Error::OutOfMemory { .. }
         )
     }
 
@@ -188,6 +219,9 @@ impl Error {
             Error::Backend { .. } => "backend",
             Error::Timeout { .. } => "timeout",
             Error::PoolExhausted { .. } => "pool_exhausted",
+            Error::OutOfMemory { .. } => "out_of_memory",
+            Error::AuthFailed { .. } => "auth_failed",
+            Error::NoPermission { .. } => "no_permission",
             Error::ReplicaShortfall { .. } => "replica_shortfall",
             Error::UnsafeEvictionPolicy { .. } => "unsafe_eviction_policy",
             Error::Config(_) => "config",

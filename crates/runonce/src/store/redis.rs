@@ -216,10 +216,14 @@ impl Core {
         }
         let conn = match &self.source {
             Source::Single(p) => Conn::Plain(deadpool_redis::Connection::take(
-                p.get().await.map_err(|e| self.pool_error(e))?,
+                p.timeout_get(&self.checkout_timeouts())
+                    .await
+                    .map_err(|e| self.pool_error(e))?,
             )),
             Source::Sentinel(p) => Conn::Plain(deadpool_redis::sentinel::Connection::take(
-                p.get().await.map_err(|e| self.pool_error(e))?,
+                p.timeout_get(&self.checkout_timeouts())
+                    .await
+                    .map_err(|e| self.pool_error(e))?,
             )),
             Source::Cluster { client, .. } => Conn::Cluster(
                 client
@@ -234,8 +238,16 @@ impl Core {
 
     async fn lease(&self) -> Result<Lease, Error> {
         Ok(match &self.source {
-            Source::Single(p) => Lease::Single(p.get().await.map_err(|e| self.pool_error(e))?),
-            Source::Sentinel(p) => Lease::Sentinel(p.get().await.map_err(|e| self.pool_error(e))?),
+            Source::Single(p) => Lease::Single(
+                p.timeout_get(&self.checkout_timeouts())
+                    .await
+                    .map_err(|e| self.pool_error(e))?,
+            ),
+            Source::Sentinel(p) => Lease::Sentinel(
+                p.timeout_get(&self.checkout_timeouts())
+                    .await
+                    .map_err(|e| self.pool_error(e))?,
+            ),
             Source::Cluster { client, spare } => {
                 let idle = spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
                 match idle {
@@ -257,6 +269,18 @@ impl Core {
         }
     }
 
+    /// Checkout bounds, whatever the pool was configured with: waiting
+    /// for a free connection gets half the call's timeout, so a full pool
+    /// surfaces as [`Error::PoolExhausted`] rather than a generic timeout.
+    fn checkout_timeouts(&self) -> deadpool_redis::Timeouts {
+        let half = Some(self.timeout / 2);
+        deadpool_redis::Timeouts {
+            wait: half,
+            create: half,
+            recycle: half,
+        }
+    }
+
     fn invalidate(&self) {
         *self.hot.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
@@ -265,11 +289,11 @@ impl Core {
         match e {
             PoolError::Timeout(deadpool_redis::TimeoutType::Wait) => Error::PoolExhausted {
                 addr: self.addr.clone(),
-                after: self.timeout,
+                after: self.timeout / 2,
             },
             PoolError::Timeout(_) => Error::Timeout {
                 addr: self.addr.clone(),
-                after: self.timeout,
+                after: self.timeout / 2,
             },
             PoolError::Backend(e) => self.redis_error(e),
             other => Error::Backend {
@@ -296,6 +320,24 @@ impl Core {
                 addr: self.addr.clone(),
                 after: self.timeout,
             };
+        }
+        let addr = self.addr.clone();
+        let message = e.to_string();
+        match (e.kind(), e.code()) {
+            (ErrorKind::AuthenticationFailed, _) | (_, Some("WRONGPASS" | "NOAUTH")) => {
+                return Error::AuthFailed { addr, message }
+            }
+            (ErrorKind::Server(ServerErrorKind::NoPerm), _) | (_, Some("NOPERM")) => {
+                return Error::NoPermission { addr, message }
+            }
+            // A command refused inside a script comes back as a plain ERR.
+            _ if message.contains("can't run this command")
+                || message.contains("No permissions to access") =>
+            {
+                return Error::NoPermission { addr, message }
+            }
+            (_, Some("OOM")) => return Error::OutOfMemory { addr, message },
+            _ => {}
         }
         Error::Backend {
             addr: self.addr.clone(),
@@ -364,6 +406,8 @@ impl Core {
         cmd.arg("GET").arg("maxmemory-policy");
         let reply = self
             .bounded(self.timeout, async {
+                // Connection errors (unreachable, bad password) propagate;
+                // only a refused CONFIG GET means "cannot tell".
                 let mut conn = self.conn().await?;
                 let r = match &mut conn {
                     Conn::Plain(c) => cmd.query_async::<Value>(c).await,
@@ -378,20 +422,25 @@ impl Core {
                         .await
                     }
                 };
-                r.map_err(|e| self.redis_error(e))
+                Ok(match r {
+                    Ok(v) => Some(v),
+                    // A server-side refusal (ACL, renamed command, managed
+                    // service) only means the policy cannot be read.
+                    Err(e) if matches!(e.kind(), ErrorKind::Server(_)) => {
+                        tracing::debug!(addr = %self.addr, error = %e, "CONFIG GET maxmemory-policy refused");
+                        None
+                    }
+                    Err(e) => return Err(self.redis_error(e)),
+                })
             })
-            .await;
-        match reply {
-            Ok(v) => Ok(policies(&v)
-                .into_iter()
-                .find(|p| p != "noeviction")
-                .or_else(|| policies(&v).into_iter().next())),
-            Err(Error::Backend { message, .. }) => {
-                tracing::debug!(addr = %self.addr, %message, "CONFIG GET maxmemory-policy refused");
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
+            .await?;
+        Ok(reply.and_then(|v| {
+            let all = policies(&v);
+            all.iter()
+                .find(|p| *p != "noeviction")
+                .or(all.first())
+                .cloned()
+        }))
     }
 
     fn bad_reply(&self, what: &str, v: &Value) -> Error {
