@@ -243,6 +243,21 @@ impl Dedupe {
         })
     }
 
+    /// Checks `opts` for `task` exactly as [`Dedupe::trigger`] would, without
+    /// touching the backend: `Ok` means a trigger will not fail on its
+    /// input. Useful to reject bad input before connecting.
+    ///
+    /// ```
+    /// use runonce::{Dedupe, TriggerOptions};
+    /// let d = Dedupe::in_memory("dev");
+    /// assert!(d.validate("t", &TriggerOptions::with_key("k")).is_ok());
+    /// assert!(d.validate("t", &TriggerOptions::with_key("")).is_err());
+    /// assert!(d.validate("", &TriggerOptions::new()).is_err());
+    /// ```
+    pub fn validate(&self, task: &str, opts: &TriggerOptions) -> Result<(), Error> {
+        self.prepare(task, opts.clone()).map(|_| ())
+    }
+
     /// Turns the store's reply into the caller's answer.
     fn answer(&self, p: &Prepared, k: &Keyed, reply: ClaimReply) -> Result<Triggered, Error> {
         match reply {
