@@ -24,6 +24,8 @@ const LOG_FILE: &str = "redis.log";
 const STDIO_FILE: &str = "stdio.log";
 /// Cluster state file for cluster-enabled servers.
 const CLUSTER_CONFIG_FILE: &str = "nodes.conf";
+/// Config file of a Sentinel, in its temp dir.
+const SENTINEL_CONFIG_FILE: &str = "sentinel.conf";
 /// Number of log lines included in panic messages.
 const LOG_TAIL_LINES: usize = 40;
 
@@ -38,6 +40,8 @@ pub struct ServerBuilder {
     cluster: bool,
     password: Option<String>,
     extra: Vec<(String, String)>,
+    /// Sentinel mode: the initial `sentinel.conf` text (see [`crate::RedisSentinel`]).
+    sentinel_config: Option<String>,
 }
 
 impl ServerBuilder {
@@ -78,8 +82,42 @@ impl ServerBuilder {
         self
     }
 
+    /// Runs the process as a Sentinel (`redis-server <dir>/sentinel.conf --sentinel`)
+    /// whose config file starts with `config`. The file lives in the server's temp dir,
+    /// where Sentinel can rewrite it; data-node options are left out.
+    pub(crate) fn sentinel_config(mut self, config: String) -> Self {
+        self.sentinel_config = Some(config);
+        self
+    }
+
+    /// Command-line arguments for a Sentinel on `port` in `dir`, writing its config file.
+    fn sentinel_argv(&self, config: &str, port: u16, dir: &Path) -> Vec<String> {
+        let path = dir.join(SENTINEL_CONFIG_FILE);
+        std::fs::write(&path, config)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        let mut argv = vec![path.to_string_lossy().into_owned(), "--sentinel".to_owned()];
+        for (name, value) in [
+            ("bind", "127.0.0.1".to_owned()),
+            ("port", port.to_string()),
+            ("dir", dir.to_string_lossy().into_owned()),
+            ("logfile", dir.join(LOG_FILE).to_string_lossy().into_owned()),
+            ("daemonize", "no".to_owned()),
+        ] {
+            argv.push(format!("--{name}"));
+            argv.push(value);
+        }
+        for (name, value) in &self.extra {
+            argv.push(format!("--{name}"));
+            argv.push(value.clone());
+        }
+        argv
+    }
+
     /// Command-line arguments (without the binary) for a server on `port` in `dir`.
     fn argv(&self, port: u16, dir: &Path) -> Vec<String> {
+        if let Some(config) = &self.sentinel_config {
+            return self.sentinel_argv(config, port, dir);
+        }
         let mut argv: Vec<String> = Vec::new();
         let mut push = |name: &str, value: &str| {
             argv.push(format!("--{name}"));
