@@ -2,7 +2,11 @@
 
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, Parser, Subcommand, ValueEnum};
+use runonce::{Dedupe, DedupeBuilder};
+
+use crate::error::{redacted_url, redis_addr, CliError};
 
 /// The Redis URL used when neither `--redis` nor `REDIS_URL` is given.
 pub(crate) const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -14,9 +18,13 @@ pub(crate) const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
     version,
     about = "Trigger, inspect and demo the runonce dedupe authority",
     long_about = "Trigger, inspect and demo the runonce dedupe authority.\n\n\
-        Every command prints one JSON document on stdout. Exit codes: 0 success, \
-        1 backend unavailable or other failure, 2 invalid input (nothing is written), \
-        3 payload mismatch.",
+        trigger, batch, lookup, complete, release, reset (and stats --json) print one JSON \
+        document on stdout; inspect, stats and demo print text for humans. Exit codes: \
+        0 success, 1 backend unavailable or other failure, 2 invalid input (nothing is \
+        written), 3 payload mismatch.\n\n\
+        Redis is one of --redis URL, --cluster URL,... or --sentinel URL,... --master NAME \
+        (or REDIS_URL, RUNONCE_CLUSTER, RUNONCE_SENTINEL + RUNONCE_MASTER); the command line \
+        beats the environment.",
     after_help = "Example:\n  \
         runonce --redis redis://127.0.0.1:6379 trigger --task send-email --key order-7 --ttl 1h\n  \
         {\"run_id\":\"run_01k…\",\"cached\":false,\"key\":\"3f…\",\"expires_in_ms\":3600000}\n  \
@@ -45,6 +53,48 @@ pub(crate) struct Global {
     )]
     pub(crate) redis: Option<String>,
 
+    /// A Redis Cluster instead: seed node URLs, comma-separated (any few
+    /// nodes; the rest are discovered). Excludes --redis and --sentinel.
+    #[arg(
+        long = "cluster",
+        env = "RUNONCE_CLUSTER",
+        hide_env_values = true,
+        global = true,
+        value_name = "URL,..."
+    )]
+    pub(crate) cluster: Option<String>,
+
+    /// A Sentinel-managed primary instead: sentinel URLs, comma-separated;
+    /// needs --master. Excludes --redis and --cluster.
+    #[arg(
+        long = "sentinel",
+        env = "RUNONCE_SENTINEL",
+        hide_env_values = true,
+        global = true,
+        value_name = "URL,..."
+    )]
+    pub(crate) sentinel: Option<String>,
+
+    /// The master name the sentinels monitor, for --sentinel.
+    #[arg(
+        long = "master",
+        env = "RUNONCE_MASTER",
+        global = true,
+        value_name = "NAME"
+    )]
+    pub(crate) master: Option<String>,
+
+    /// Where Redis is, resolved from the four options above by
+    /// [`Global::resolve`]; `None` when none was given.
+    #[arg(skip)]
+    pub(crate) target: Option<Target>,
+
+    /// Whether `--env` (or `RUNONCE_ENV`) was given rather than defaulted;
+    /// set by [`Global::resolve`]. `stats` covers every environment unless
+    /// it was.
+    #[arg(skip)]
+    pub(crate) env_given: bool,
+
     /// Environment the keys are isolated in, e.g. dev, staging, prod.
     #[arg(
         long = "env",
@@ -65,7 +115,8 @@ pub(crate) struct Global {
     )]
     pub(crate) prefix: String,
 
-    /// Bound on the command's Redis work, connecting included (e.g. 500ms, 2s).
+    /// Bound on the command's Redis work, connecting included (e.g. 500ms,
+    /// 2s); for stats, on each Redis call of its scan.
     #[arg(
         long = "timeout",
         default_value = "5s",
@@ -77,9 +128,194 @@ pub(crate) struct Global {
 }
 
 impl Global {
-    /// The Redis URL to use for one-shot commands.
-    pub(crate) fn redis_url(&self) -> &str {
-        self.redis.as_deref().unwrap_or(DEFAULT_REDIS_URL)
+    /// Where one-shot commands find Redis: the resolved target, or
+    /// [`DEFAULT_REDIS_URL`].
+    pub(crate) fn target(&self) -> Target {
+        self.target
+            .clone()
+            .unwrap_or_else(|| Target::Single(DEFAULT_REDIS_URL.to_owned()))
+    }
+
+    /// Decides where Redis is from `--redis`, `--cluster`, `--sentinel` and
+    /// `--master` and where each value came from, and stores it in
+    /// [`Global::target`].
+    ///
+    /// The three shapes exclude each other. The command line beats the
+    /// environment: `--cluster` wins over a `REDIS_URL` exported in the
+    /// shell. Two shapes on the command line, or (with none there) two in
+    /// the environment, are refused (exit 2) rather than silently picking
+    /// one. `--sentinel` needs `--master` (or `RUNONCE_MASTER`); `--master`
+    /// on the command line without a sentinel is refused too.
+    pub(crate) fn resolve(&mut self, m: &ArgMatches) -> Result<(), CliError> {
+        let source = |id: &str| m.value_source(id);
+        let shapes = [
+            ("--redis", "REDIS_URL", "redis", self.redis.is_some()),
+            (
+                "--cluster",
+                "RUNONCE_CLUSTER",
+                "cluster",
+                self.cluster.is_some(),
+            ),
+            (
+                "--sentinel",
+                "RUNONCE_SENTINEL",
+                "sentinel",
+                self.sentinel.is_some(),
+            ),
+        ];
+        let on_cli: Vec<_> = shapes
+            .iter()
+            .filter(|s| s.3 && source(s.2) == Some(ValueSource::CommandLine))
+            .collect();
+        let in_env: Vec<_> = shapes
+            .iter()
+            .filter(|s| s.3 && source(s.2) == Some(ValueSource::EnvVariable))
+            .collect();
+        let chosen = match (on_cli.as_slice(), in_env.as_slice()) {
+            ([one], _) | ([], [one]) => Some(one.2),
+            ([], []) => None,
+            ([], many) => {
+                let names: Vec<&str> = many.iter().map(|s| s.1).collect();
+                return Err(CliError::invalid(format!(
+                    "the environment sets {}, which exclude each other; unset all but one, \
+                     or pick one on the command line with --redis, --cluster or --sentinel",
+                    names.join(" and ")
+                )));
+            }
+            (many, _) => {
+                let names: Vec<&str> = many.iter().map(|s| s.0).collect();
+                return Err(CliError::invalid(format!(
+                    "{} exclude each other: pass only one of --redis URL, --cluster URL,... \
+                     and --sentinel URL,... --master NAME",
+                    names.join(" and ")
+                )));
+            }
+        };
+        self.env_given = matches!(
+            source("env"),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        );
+        let master_on_cli = source("master") == Some(ValueSource::CommandLine);
+        self.target = match chosen {
+            None | Some("redis") if master_on_cli => return Err(CliError::invalid(
+                "--master NAME only applies with --sentinel URL,...; pass the sentinel URLs too",
+            )),
+            Some("cluster") if master_on_cli => {
+                return Err(CliError::invalid(
+                    "--master NAME only applies with --sentinel URL,..., not with --cluster",
+                ))
+            }
+            None => None,
+            Some("redis") => self.redis.clone().map(Target::Single),
+            Some("cluster") => Some(Target::Cluster(url_list(
+                "--cluster",
+                self.cluster.as_deref().unwrap_or_default(),
+            )?)),
+            Some(_) => {
+                let urls = url_list("--sentinel", self.sentinel.as_deref().unwrap_or_default())?;
+                let master = match self.master.as_deref().map(str::trim) {
+                    Some(m) if !m.is_empty() => m.to_owned(),
+                    _ => {
+                        return Err(CliError::invalid(
+                            "--sentinel needs --master NAME (or RUNONCE_MASTER): the name the \
+                             sentinels monitor the primary under, e.g. --master mymaster",
+                        ))
+                    }
+                };
+                Some(Target::Sentinel { urls, master })
+            }
+        };
+        Ok(())
+    }
+}
+
+/// Splits a comma-separated URL list, refusing empty items.
+fn url_list(flag: &str, s: &str) -> Result<Vec<String>, CliError> {
+    let urls: Vec<String> = s.split(',').map(|u| u.trim().to_owned()).collect();
+    if urls.iter().any(String::is_empty) {
+        return Err(CliError::invalid(format!(
+            "{flag} {:?}: empty URL in the list; pass comma-separated URLs, e.g. \
+             {flag} redis://127.0.0.1:7000,redis://127.0.0.1:7001",
+            redacted_url(s)
+        )));
+    }
+    Ok(urls)
+}
+
+/// Where Redis is: one server, a cluster, or a Sentinel-managed primary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// One server, by URL.
+    Single(String),
+    /// A Redis Cluster, by seed node URLs.
+    Cluster(Vec<String>),
+    /// The primary the sentinels name `master`.
+    Sentinel {
+        /// The sentinels' URLs.
+        urls: Vec<String>,
+        /// The master name.
+        master: String,
+    },
+}
+
+impl Target {
+    /// The library builder pointed at this target.
+    pub(crate) fn builder(&self) -> DedupeBuilder {
+        let b = Dedupe::builder();
+        match self {
+            Target::Single(url) => b.redis_url(url.clone()),
+            Target::Cluster(seeds) => b.cluster(seeds.clone()),
+            Target::Sentinel { urls, master } => b.sentinel(urls.clone(), master.clone()),
+        }
+    }
+
+    /// Where it is, for messages: `host:port`, `cluster h:p,h:p` or
+    /// `sentinel h:p,h:p master NAME`; never a password.
+    pub(crate) fn addr(&self) -> String {
+        let addrs = |urls: &[String]| -> String {
+            urls.iter()
+                .map(|u| redis_addr(u))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match self {
+            Target::Single(url) => redis_addr(url),
+            Target::Cluster(seeds) => format!("cluster {}", addrs(seeds)),
+            Target::Sentinel { urls, master } => {
+                format!("sentinel {} master {master}", addrs(urls))
+            }
+        }
+    }
+
+    /// What it is, for humans: `Redis at redis://…`, passwords redacted.
+    pub(crate) fn describe(&self) -> String {
+        let urls = |urls: &[String]| -> String {
+            urls.iter()
+                .map(|u| redacted_url(u))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match self {
+            Target::Single(url) => format!("Redis at {}", redacted_url(url)),
+            Target::Cluster(seeds) => format!("Redis Cluster with seeds {}", urls(seeds)),
+            Target::Sentinel { urls: u, master } => {
+                format!("the primary of {master} through sentinels {}", urls(u))
+            }
+        }
+    }
+
+    /// The options that select this target, for a child process.
+    pub(crate) fn to_args(&self) -> Vec<String> {
+        match self {
+            Target::Single(url) => vec!["--redis".into(), url.clone()],
+            Target::Cluster(seeds) => vec!["--cluster".into(), seeds.join(",")],
+            Target::Sentinel { urls, master } => vec![
+                "--sentinel".into(),
+                urls.join(","),
+                "--master".into(),
+                master.clone(),
+            ],
+        }
     }
 }
 
@@ -138,6 +374,28 @@ pub(crate) enum Command {
         runonce reset --task send-email --key order-7\n  \
         {\"changed\":false}")]
     Reset(KeyArgs),
+
+    /// Show one key's record for humans: owner, state, time left, creation
+    /// time, fingerprint and the Redis key.
+    #[command(after_help = "Example:\n  \
+        runonce inspect --task send-email --key order-7\n  \
+        key          runonce:dev:t:send-email:{PXbR…}\n  \
+        digest       3cd6…(64 hex)\n  \
+        task         send-email\n  \
+        environment  dev\n  \
+        owner        run_01k…\n  \
+        state        running\n  \
+        time left    59m 58s (3598123 ms)\n  \
+        created at   2026-01-05T10:00:00.123Z\n  \
+        fingerprint  none\n\n  \
+        A key without a record prints `record       none: …` and exits 0, like lookup's null.")]
+    Inspect(LookupArgs),
+
+    /// Count the records under the prefix (SCAN, never KEYS): by environment,
+    /// task/group, state and time left; their memory; and whether the
+    /// server's eviction and persistence settings keep them.
+    #[command(after_help = STATS_HELP)]
+    Stats(StatsArgs),
 
     /// Show it working: many worker processes trigger the same keys at once.
     #[command(after_help = "Example:\n  \
@@ -302,6 +560,61 @@ pub(crate) struct ReleaseArgs {
     #[arg(long, value_name = "ID")]
     pub(crate) run_id: String,
 }
+
+/// `runonce stats`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct StatsArgs {
+    /// Only the records of this task.
+    #[arg(long, value_name = "T", conflicts_with = "group")]
+    pub(crate) task: Option<String>,
+
+    /// Only the records of this shared key group.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) group: Option<String>,
+
+    /// Print one JSON document (fields below) instead of the tables.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// The after-help of `runonce stats`: an example and the JSON fields.
+const STATS_HELP: &str = "Example:
+  runonce stats                       # every environment under the prefix
+  runonce --env prod stats --task send-email
+  runonce stats --json | jq .by_state
+
+Scope: every environment under --prefix, unless --env (or RUNONCE_ENV) is given;
+--task T or --group NAME narrows it to one task or group. Keys under the prefix
+that are not runonce records are counted as other_keys, never as records.
+--timeout bounds each Redis call; the scan as a whole may take longer. A progress
+bar shows on stderr when it is a terminal and the keyspace holds 10000+ keys.
+
+JSON fields (--json):
+  prefix, environment, task, group   the scope (null: not filtered)
+  pattern                  the SCAN MATCH pattern
+  keys_matched             keys SCAN returned for the pattern
+  records                  live runonce records counted
+  other_keys               matched keys that are not runonce records
+  by_environment           [{environment, records}]
+  by_namespace             [{environment, kind (task|group), name, records,
+                             running, succeeded, canceled, failed}]
+  by_state                 {running, succeeded, canceled, failed}
+  ttl                      [{bucket, records}], buckets <1m <1h <1d <7d <30d >=30d
+                           none (PTTL; none = no expiry)
+  memory                   {sampled_records, sampled_bytes, bytes_per_record,
+                            estimated_bytes, extrapolated} from MEMORY USAGE of up
+                           to 1000 records, extrapolated to all; null with no
+                           records or when MEMORY USAGE is refused
+  servers                  [{addr, keys (DBSIZE), maxmemory_policy, maxmemory,
+                            eviction {verdict, note}, appendonly, appendfsync, save,
+                            persistence {verdict, note}}], one per primary; a
+                           setting is null when CONFIG GET is refused
+  eviction.verdict         ok (noeviction) | unsafe (can evict records and allow
+                           duplicates) | unknown
+  persistence.verdict      durable (AOF, appendfsync always) | aof_everysec (may
+                           lose ~1s of claims on crash) | aof_no_fsync | snapshots
+                           (RDB only) | none | unknown; without AOF, claims are lost
+                           on restart unless replicated";
 
 /// `runonce demo`.
 #[derive(Debug, Clone, Args)]

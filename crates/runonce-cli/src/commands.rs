@@ -23,7 +23,7 @@ use crate::cli::{
     BatchArgs, CompleteArgs, Global, KeyArgs, LookupArgs, MismatchArg, OutcomeArg, ReleaseArgs,
     ScopeArg, ScopeArgs, TriggerArgs,
 };
-use crate::error::{redis_addr, CliError};
+use crate::error::CliError;
 use crate::output::{BatchItemOut, Changed, Doc, RecordOut, TriggerOut};
 
 /// Extra time past `--timeout` before the command gives up on its own, so
@@ -129,14 +129,16 @@ where
     F: FnOnce(Dedupe) -> Fut,
     Fut: Future<Output = Result<T, Error>>,
 {
-    let url = g.redis_url().to_owned();
+    let target = g.target();
     let work = async {
         let dedupe = connect(g, check_eviction).await?;
-        op(dedupe).await.map_err(|e| CliError::from_lib(e, &url))
+        op(dedupe)
+            .await
+            .map_err(|e| CliError::from_target(e, &target))
     };
     match tokio::time::timeout(g.timeout + DEADLINE_GRACE, work).await {
         Ok(r) => r,
-        Err(_) => Err(CliError::deadline(&url, g.timeout)),
+        Err(_) => Err(CliError::deadline(&target, g.timeout)),
     }
 }
 
@@ -144,29 +146,29 @@ where
 pub(crate) async fn connect_bounded(g: &Global, check_eviction: bool) -> Result<Dedupe, CliError> {
     match tokio::time::timeout(g.timeout + DEADLINE_GRACE, connect(g, check_eviction)).await {
         Ok(r) => r,
-        Err(_) => Err(CliError::deadline(g.redis_url(), g.timeout)),
+        Err(_) => Err(CliError::deadline(&g.target(), g.timeout)),
     }
 }
 
 /// Builds a Redis-backed handle from the global options, warning on stderr
 /// when the server may evict records.
 pub(crate) async fn connect(g: &Global, check_eviction: bool) -> Result<Dedupe, CliError> {
-    let url = g.redis_url();
-    let dedupe = Dedupe::builder()
-        .redis_url(url)
+    let target = g.target();
+    let dedupe = target
+        .builder()
         .environment(g.env.clone())
         .prefix(g.prefix.clone())
         .timeout(g.timeout)
         .check_eviction(check_eviction)
         .build()
         .await
-        .map_err(|e| CliError::from_lib(e, url))?;
+        .map_err(|e| CliError::from_target(e, &target))?;
     if let Some(policy) = dedupe.eviction_policy() {
         if policy != "noeviction" {
             eprintln!(
                 "warning: Redis at {} has maxmemory-policy {policy}: under memory pressure it \
                  can evict dedupe records and allow duplicate runs; set `maxmemory-policy noeviction`",
-                redis_addr(url)
+                target.addr()
             );
         }
     }
@@ -225,6 +227,92 @@ pub(crate) async fn lookup(g: &Global, a: &LookupArgs) -> Result<Doc, CliError> 
     let rec: Option<Record> =
         with_redis(g, true, |d| async move { d.lookup(ns, key).await }).await?;
     Ok(Doc::new(&rec.as_ref().map(RecordOut::from)))
+}
+
+/// `runonce inspect`: `lookup` for humans. A key without a record is not
+/// an error: it prints `record  none: …` and exits 0, as `lookup` prints
+/// `null`.
+pub(crate) async fn inspect(g: &Global, a: &LookupArgs) -> Result<Doc, CliError> {
+    let (ns, key) = prepare_key(g, &a.key).await?;
+    rehearsal(g)
+        .lookup(ns.clone(), key)
+        .await
+        .map_err(|e| CliError::from_lib(e, ""))?;
+    let (redis_key, rec) = with_redis(g, true, |d| {
+        let ns = ns.clone();
+        async move {
+            let redis_key = d.storage_key(ns.clone(), &key);
+            d.lookup(ns, key).await.map(|r| (redis_key, r))
+        }
+    })
+    .await?;
+    Ok(Doc::text(inspect_text(
+        &redis_key,
+        &key,
+        &ns,
+        &g.env,
+        rec.as_ref(),
+    )))
+}
+
+/// The report of `runonce inspect`: one `label  value` line each.
+fn inspect_text(
+    redis_key: &str,
+    key: &IdempotencyKey,
+    ns: &Namespace,
+    env: &str,
+    rec: Option<&Record>,
+) -> String {
+    let mut lines: Vec<(&str, String)> = vec![
+        ("key", redis_key.to_owned()),
+        ("digest", key.to_hex()),
+        match ns {
+            Namespace::Group(gr) => ("group", gr.clone()),
+            Namespace::Task(t) => ("task", t.clone()),
+            _ => ("namespace", format!("{ns:?}")),
+        },
+        ("environment", env.to_owned()),
+    ];
+    match rec {
+        None => lines.push((
+            "record",
+            "none: no live record holds this key; the next trigger starts a new run".to_owned(),
+        )),
+        Some(r) => {
+            lines.push(("owner", r.run_id.clone()));
+            lines.push(("state", r.state.as_str().to_owned()));
+            lines.push(("time left", time_left(r.expires_in_ms)));
+            lines.push((
+                "created at",
+                if r.created_at_ms == 0 {
+                    "unknown".to_owned()
+                } else {
+                    humantime::format_rfc3339_millis(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.created_at_ms),
+                    )
+                    .to_string()
+                },
+            ));
+            lines.push((
+                "fingerprint",
+                r.fingerprint.clone().unwrap_or_else(|| "none".to_owned()),
+            ));
+        }
+    }
+    lines
+        .iter()
+        .map(|(label, value)| format!("{label:<12} {value}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `59m 58s (3598123 ms)`: whole seconds for humans, and the exact ms.
+fn time_left(ms: u64) -> String {
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let whole = std::time::Duration::from_secs(ms / 1000);
+    format!("{} ({ms} ms)", humantime::format_duration(whole))
 }
 
 /// `runonce complete`.
@@ -439,6 +527,31 @@ pub(crate) async fn batch(g: &Global, a: &BatchArgs, input: impl Read) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inspect_report() {
+        let key = IdempotencyKey::create("k", Scope::Global).unwrap();
+        let none = inspect_text("p:e:t:t:{x}", &key, &Namespace::task("t"), "e", None);
+        assert!(none.contains("\nrecord       none: "), "{none}");
+        assert!(none.starts_with("key          p:e:t:t:{x}\n"), "{none}");
+        let rec = runonce::inspect::parse_record_value(
+            b"S1767225600123:00000000000000000000000000000000000000000000000000000000000000ff:run_a",
+            90_061_500,
+        )
+        .unwrap();
+        let text = inspect_text("k", &key, &Namespace::group("g"), "e", Some(&rec));
+        for line in [
+            "group        g",
+            "owner        run_a",
+            "state        succeeded",
+            "time left    1day 1h 1m 1s (90061500 ms)",
+            "created at   2026-01-01T00:00:00.123Z",
+            "fingerprint  00000000000000000000000000000000000000000000000000000000000000ff",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
+        }
+        assert_eq!(time_left(5), "5ms");
+    }
 
     #[test]
     fn batch_lines() {

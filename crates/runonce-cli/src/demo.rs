@@ -2,7 +2,8 @@
 //! own shuffled order, R times, against one Redis; then a table shows that
 //! every key got exactly one run and every worker learned the same run ID.
 //!
-//! - The store: the Redis of `--redis`/`REDIS_URL` if given; otherwise a
+//! - The store: the Redis of `--redis`/`REDIS_URL` (or `--cluster`,
+//!   `--sentinel`) if given; otherwise a
 //!   private `redis-server` on a free loopback port, started for the demo
 //!   and stopped at its end; if `redis-server` is not installed (or with the
 //!   hidden `--in-memory`), W worker *threads* over the in-process store.
@@ -25,9 +26,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use runonce::{Dedupe, Ttl};
 use runonce_tests::RedisServer;
 
-use crate::cli::{DemoArgs, Global};
+use crate::cli::{DemoArgs, Global, Target};
 use crate::commands;
-use crate::error::{redacted_url, CliError};
+use crate::error::CliError;
 use crate::worker::{self, Plan, Report};
 
 /// The task the demo triggers.
@@ -39,9 +40,10 @@ const IN_FLIGHT: u32 = 32;
 
 /// Where the demo's records live.
 enum Store {
-    /// A Redis reached by URL; `private` holds the server the demo started.
+    /// A Redis (one server, a cluster or through Sentinel); `private` holds
+    /// the server the demo started.
     Redis {
-        url: String,
+        target: Target,
         private: Option<RedisServer>,
     },
     /// The in-process store, shared by worker threads.
@@ -89,8 +91,8 @@ fn run_inner(g: &Global, a: &DemoArgs) -> Result<ExitCode, CliError> {
     // Check the server before starting anyone, so a wrong address fails fast
     // with one clear message; the handle is kept for the clean-up.
     let (check, memory) = match &store {
-        Store::Redis { url, .. } => {
-            demo_global.redis = Some(url.clone());
+        Store::Redis { target, .. } => {
+            demo_global.target = Some(target.clone());
             let d = rt.block_on(commands::connect_bounded(&demo_global, true))?;
             (Some(d), None)
         }
@@ -114,8 +116,11 @@ fn run_inner(g: &Global, a: &DemoArgs) -> Result<ExitCode, CliError> {
             "  store: private redis-server at {} (started for this demo, stopped at its end; pass --redis URL to use yours)",
             server.addr()
         ),
-        Store::Redis { url, private: None } => {
-            println!("  store: Redis at {}", redacted_url(url))
+        Store::Redis {
+            target,
+            private: None,
+        } => {
+            println!("  store: {}", target.describe())
         }
         Store::Memory { reason } => {
             println!("  store: the in-process store, shared by threads of this one process");
@@ -277,9 +282,9 @@ fn choose_store(g: &Global, a: &DemoArgs) -> Store {
                 .to_owned(),
         };
     }
-    if let Some(url) = &g.redis {
+    if let Some(target) = &g.target {
         return Store::Redis {
-            url: url.clone(),
+            target: target.clone(),
             private: None,
         };
     }
@@ -298,7 +303,7 @@ fn choose_store(g: &Global, a: &DemoArgs) -> Store {
     std::panic::set_hook(prev);
     match started {
         Ok(server) => Store::Redis {
-            url: server.url(),
+            target: Target::Single(server.url()),
             private: Some(server),
         },
         Err(panic) => {
@@ -329,10 +334,9 @@ fn spawn_process(
     let exe = std::env::current_exe().map_err(|e| {
         CliError::failure(format!("cannot find this executable to start workers: {e}"))
     })?;
-    let url = g.redis.clone().unwrap_or_default();
     let mut child = Command::new(&exe)
         .arg("__worker")
-        .args(["--redis", &url])
+        .args(g.target().to_args())
         .args(["--env", &g.env])
         .args(["--prefix", &g.prefix])
         .args([

@@ -4,6 +4,8 @@ use std::fmt;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::cli::Target;
+
 /// Exit code: invalid input (usage, key, TTL, payload JSON, ...). Nothing was
 /// written to Redis.
 pub(crate) const EXIT_INVALID_INPUT: u8 = 2;
@@ -51,6 +53,16 @@ impl CliError {
     /// Maps a library error: invalid input → 2, payload mismatch → 3, else 1.
     /// Backend failures get a hint naming where the address came from.
     pub(crate) fn from_lib(e: runonce::Error, redis_url: &str) -> Self {
+        Self::from_lib_with_hint(e, || redis_hint(redis_url))
+    }
+
+    /// [`CliError::from_lib`] for an error of a call to `target`: the hint
+    /// names the target and where it was set.
+    pub(crate) fn from_target(e: runonce::Error, target: &Target) -> Self {
+        Self::from_lib_with_hint(e, || target_hint(target))
+    }
+
+    fn from_lib_with_hint(e: runonce::Error, hint: impl FnOnce() -> String) -> Self {
         let code = if e.is_invalid_input() {
             EXIT_INVALID_INPUT
         } else if matches!(e, runonce::Error::PayloadMismatch { .. }) {
@@ -68,22 +80,22 @@ impl CliError {
                 "on the command line, pass --on-mismatch existing to get the existing run instead",
             )
         } else if e.is_retryable() {
-            err.with_hint(redis_hint(redis_url))
+            err.with_hint(hint())
         } else {
             err
         }
     }
 
     /// The whole command ran out of time talking to Redis.
-    pub(crate) fn deadline(redis_url: &str, after: Duration) -> Self {
+    pub(crate) fn deadline(target: &Target, after: Duration) -> Self {
         CliError::failure(format!(
             "Redis at {} did not answer within {}; the outcome is unknown; check that \
              redis-server is running and reachable there (and not overloaded), or raise \
              --timeout, then retry (with the same --run-id for a trigger)",
-            redis_addr(redis_url),
+            target.addr(),
             humantime::format_duration(after)
         ))
-        .with_hint(redis_hint(redis_url))
+        .with_hint(target_hint(target))
     }
 
     /// The exit code as a process [`ExitCode`].
@@ -109,6 +121,28 @@ fn redis_hint(redis_url: &str) -> String {
          `redis-server`)",
         redacted_url(redis_url)
     )
+}
+
+/// Where the target came from, for hints.
+pub(crate) fn target_hint(target: &Target) -> String {
+    let urls = |urls: &[String]| -> String {
+        urls.iter()
+            .map(|u| redacted_url(u))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    match target {
+        Target::Single(url) => redis_hint(url),
+        Target::Cluster(seeds) => format!(
+            "the cluster seeds are {} (set them with --cluster URL,... or RUNONCE_CLUSTER)",
+            urls(seeds)
+        ),
+        Target::Sentinel { urls: u, master } => format!(
+            "the sentinels are {} with master {master} (set them with --sentinel URL,... \
+             --master NAME, or RUNONCE_SENTINEL and RUNONCE_MASTER)",
+            urls(u)
+        ),
+    }
 }
 
 /// `host:port` of a Redis URL, without credentials, for messages.

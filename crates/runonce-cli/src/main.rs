@@ -4,25 +4,39 @@
 //! `reset`) print one JSON document on stdout and exit with
 //! 0 (success), 1 (backend unavailable or other failure), 2 (invalid input;
 //! nothing was written) or 3 (payload mismatch). Error messages go to stderr,
-//! prefixed `error: `. `demo` shows many worker processes deduplicating
+//! prefixed `error: `. `inspect` is `lookup` for humans; `stats` counts the
+//! records under the prefix (tables, or JSON with `--json`) and judges the
+//! server's settings; `demo` shows many worker processes deduplicating
 //! through one Redis.
+//!
+//! Redis is one server (`--redis`), a cluster (`--cluster`) or a
+//! Sentinel-managed primary (`--sentinel` + `--master`); see
+//! [`cli::Global::resolve`] for how flags and environment combine.
 
 mod cli;
 mod commands;
 mod demo;
 mod error;
 mod output;
+mod stats;
 mod worker;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::cli::{Cli, Command};
 use crate::error::CliError;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    if let Err(e) = cli.global.resolve(&matches) {
+        return fail(e);
+    }
     let g = &cli.global;
     match &cli.command {
         Command::Demo(a) => return demo::run(g, a),
@@ -44,6 +58,8 @@ fn main() -> ExitCode {
             Command::Complete(a) => commands::complete(g, a).await,
             Command::Release(a) => commands::release(g, a).await,
             Command::Reset(a) => commands::reset(g, a).await,
+            Command::Inspect(a) => commands::inspect(g, a).await,
+            Command::Stats(a) => stats::stats(g, a).await,
             Command::Demo(_) | Command::Worker(_) => unreachable!("handled above"),
         }
     });

@@ -17,6 +17,11 @@ impl Doc {
         Doc(serde_json::to_string(v).expect("output documents always serialize"))
     }
 
+    /// A human-readable text, printed as is (for `stats` and `inspect`).
+    pub(crate) fn text(s: String) -> Doc {
+        Doc(s)
+    }
+
     /// Prints the document and a newline on stdout.
     pub(crate) fn print(&self) -> std::io::Result<()> {
         let mut out = std::io::stdout().lock();

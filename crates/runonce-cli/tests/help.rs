@@ -12,6 +12,8 @@ fn every_subcommand_has_an_example() {
         Some("complete"),
         Some("release"),
         Some("reset"),
+        Some("inspect"),
+        Some("stats"),
         Some("demo"),
     ] {
         let mut c = common::runonce();
@@ -29,7 +31,15 @@ fn every_subcommand_has_an_example() {
             out.stdout
         );
         // The global options are listed everywhere.
-        for flag in ["--redis", "--env", "--prefix", "--timeout"] {
+        for flag in [
+            "--redis",
+            "--cluster",
+            "--sentinel",
+            "--master",
+            "--env",
+            "--prefix",
+            "--timeout",
+        ] {
             assert!(out.stdout.contains(flag), "{sub:?} lacks {flag}");
         }
     }
@@ -55,4 +65,50 @@ fn the_worker_subcommand_is_hidden() {
         None,
     );
     assert!(!demo.stdout.contains("--in-memory"), "{}", demo.stdout);
+}
+
+#[test]
+fn stats_help_documents_the_json_fields() {
+    let mut c = common::runonce();
+    c.args(["stats", "--help"]);
+    let out = common::finish(c, None);
+    out.assert_code(0);
+    for field in [
+        "keys_matched",
+        "records",
+        "other_keys",
+        "by_environment",
+        "by_namespace",
+        "by_state",
+        "ttl",
+        "memory",
+        "extrapolated",
+        "servers",
+        "eviction",
+        "persistence",
+        "--json",
+        "--task",
+        "--group",
+    ] {
+        assert!(out.stdout.contains(field), "stats --help lacks {field}");
+    }
+}
+
+#[test]
+fn the_environment_variables_of_the_targets_are_named() {
+    let mut c = common::runonce();
+    c.arg("--help");
+    let out = common::finish(c, None);
+    for var in [
+        "REDIS_URL",
+        "RUNONCE_CLUSTER",
+        "RUNONCE_SENTINEL",
+        "RUNONCE_MASTER",
+    ] {
+        assert!(
+            out.stdout.contains(var),
+            "--help lacks {var}: {}",
+            out.stdout
+        );
+    }
 }

@@ -6,6 +6,7 @@ mod config;
 mod context;
 mod dedupe;
 mod error;
+pub mod inspect;
 mod key;
 mod options;
 pub mod store;

@@ -46,7 +46,14 @@ impl Run {
 /// A `runonce` command with a clean environment.
 pub fn runonce() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_runonce"));
-    for var in ["REDIS_URL", "RUNONCE_ENV", "RUNONCE_PREFIX"] {
+    for var in [
+        "REDIS_URL",
+        "RUNONCE_ENV",
+        "RUNONCE_PREFIX",
+        "RUNONCE_CLUSTER",
+        "RUNONCE_SENTINEL",
+        "RUNONCE_MASTER",
+    ] {
         c.env_remove(var);
     }
     c
@@ -56,6 +63,13 @@ pub fn runonce() -> Command {
 pub fn run(url: &str, args: &[&str]) -> Run {
     let mut c = runonce();
     c.arg("--redis").arg(url).args(args);
+    finish(c, None)
+}
+
+/// Runs `args` with no Redis option on the command line and `env` set.
+pub fn run_env(env: &[(&str, &str)], args: &[&str]) -> Run {
+    let mut c = runonce();
+    c.envs(env.iter().copied()).args(args);
     finish(c, None)
 }
 
