@@ -840,6 +840,7 @@ pub struct DedupeBuilder {
     store: Option<Arc<dyn Store>>,
     cluster: Option<Vec<String>>,
     sentinel: Option<(Vec<String>, String)>,
+    sentinel_node_auth: Option<(Option<String>, String)>,
     min_replicas: Option<(u32, Duration)>,
     on_shortfall: ShortfallPolicy,
     environment: String,
@@ -859,6 +860,7 @@ impl Default for DedupeBuilder {
             store: None,
             cluster: None,
             sentinel: None,
+            sentinel_node_auth: None,
             min_replicas: None,
             on_shortfall: ShortfallPolicy::default(),
             environment: DEFAULT_ENVIRONMENT.to_owned(),
@@ -923,6 +925,27 @@ impl DedupeBuilder {
             sentinel_urls.into_iter().map(Into::into).collect(),
             master_name.into(),
         ));
+        self
+    }
+
+    /// Credentials for the Redis nodes that Sentinel names (the sentinels'
+    /// own credentials go in their URLs). Defaults to none.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), runonce::Error> {
+    /// let d = runonce::Dedupe::builder()
+    ///     .sentinel(["redis://10.0.0.1:26379"], "mymaster")
+    ///     .sentinel_node_auth(Some("app".into()), "secret")
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn sentinel_node_auth(
+        mut self,
+        username: Option<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.sentinel_node_auth = Some((username, password.into()));
         self
     }
 
@@ -1107,7 +1130,13 @@ impl DedupeBuilder {
         } else if let Some(seeds) = &self.cluster {
             cluster_source(seeds, self.timeout, reply_timeout)?
         } else if let Some((urls, master)) = &self.sentinel {
-            sentinel_source(urls, master, self.timeout, self.pool_size)?
+            sentinel_source(
+                urls,
+                master,
+                self.sentinel_node_auth.clone(),
+                self.timeout,
+                self.pool_size,
+            )?
         } else {
             unreachable!("one source is set")
         };
@@ -1174,6 +1203,7 @@ fn cluster_source(
 fn sentinel_source(
     urls: &[String],
     master: &str,
+    node_auth: Option<(Option<String>, String)>,
     timeout: Duration,
     size: usize,
 ) -> Result<(Source, String), Error> {
@@ -1185,7 +1215,16 @@ fn sentinel_source(
     let manager = deadpool_redis::sentinel::Manager::new(
         urls.to_vec(),
         master.to_owned(),
-        None,
+        node_auth.map(|(username, password)| {
+            deadpool_redis::sentinel::SentinelNodeConnectionInfo {
+                tls_mode: None,
+                redis_connection_info: Some(deadpool_redis::RedisConnectionInfo {
+                    username,
+                    password: Some(password),
+                    ..Default::default()
+                }),
+            }
+        }),
         deadpool_redis::sentinel::SentinelServerType::Master,
     )
     .map_err(|e| Error::Config(format!("bad sentinel URLs {urls:?}: {e}")))?;
