@@ -43,6 +43,7 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 mod baseline;
+pub mod cli;
 mod machine;
 mod measure;
 mod memory;

@@ -405,6 +405,17 @@ pub(crate) enum Command {
         Exits 1 if any key got more than one run or any two workers disagreed.")]
     Demo(DemoArgs),
 
+    /// Measure runonce against Redis's own ceilings on a private
+    /// redis-server: redis-benchmark EVALSHA and raw redis-rs SET NX PX as
+    /// baselines, trigger at concurrency 1/50/200, batches, the in-process
+    /// store, bytes per record, cluster 1 vs 3 primaries.
+    #[command(after_help = "Example:\n  \
+        runonce bench                          # table: ops/s, p50/p99 µs, ratio to baseline (median of 3)\n  \
+        runonce bench --quick --json           # a few seconds, JSON\n  \
+        runonce bench --svg BENCHMARKS.svg     # also the throughput-vs-concurrency plot\n\n  \
+        Build with --release for figures worth reading.")]
+    Bench(BenchArgs),
+
     /// Internal: one demo worker process (started by `runonce demo`).
     #[command(name = "__worker", hide = true)]
     Worker(WorkerArgs),
@@ -635,6 +646,30 @@ pub(crate) struct DemoArgs {
     /// missing.
     #[arg(long, hide = true)]
     pub(crate) in_memory: bool,
+}
+
+/// `runonce bench`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct BenchArgs {
+    /// Print the figures as JSON instead of the table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Small sizes and short phases (a few seconds; not for publishing).
+    #[arg(long)]
+    pub(crate) quick: bool,
+    /// Repetitions per figure; each figure is their median.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub(crate) reps: u32,
+    /// Also write the throughput-against-concurrency plot (SVG) to this path.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) svg: Option<String>,
+    /// Skip the 1- vs 3-primary Redis Cluster workloads.
+    #[arg(long)]
+    pub(crate) no_cluster: bool,
+    /// Only the workloads whose label contains TEXT (`memory` for the memory
+    /// figures).
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) only: Option<String>,
 }
 
 /// `runonce __worker`: what one demo worker process does.

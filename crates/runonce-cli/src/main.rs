@@ -7,7 +7,7 @@
 //! prefixed `error: `. `inspect` is `lookup` for humans; `stats` counts the
 //! records under the prefix (tables, or JSON with `--json`) and judges the
 //! server's settings; `demo` shows many worker processes deduplicating
-//! through one Redis.
+//! through one Redis; `bench` measures it against Redis's own ceilings.
 //!
 //! Redis is one server (`--redis`), a cluster (`--cluster`) or a
 //! Sentinel-managed primary (`--sentinel` + `--master`); see
@@ -41,6 +41,18 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::Demo(a) => return demo::run(g, a),
         Command::Worker(a) => return worker::run_process(g, a),
+        Command::Bench(a) => {
+            let mut args = runonce_bench::cli::Args {
+                json: a.json,
+                svg: a.svg.clone(),
+                ..Default::default()
+            };
+            args.cfg.quick = a.quick;
+            args.cfg.reps = a.reps as usize;
+            args.cfg.cluster = !a.no_cluster;
+            args.cfg.only = a.only.clone();
+            return runonce_bench::cli::execute(&args);
+        }
         _ => {}
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -60,7 +72,9 @@ fn main() -> ExitCode {
             Command::Reset(a) => commands::reset(g, a).await,
             Command::Inspect(a) => commands::inspect(g, a).await,
             Command::Stats(a) => stats::stats(g, a).await,
-            Command::Demo(_) | Command::Worker(_) => unreachable!("handled above"),
+            Command::Demo(_) | Command::Worker(_) | Command::Bench(_) => {
+                unreachable!("handled above")
+            }
         }
     });
     match result {
