@@ -53,6 +53,25 @@ async fn out_of_memory_is_a_typed_error() {
         .await
         .unwrap();
     assert!(hit.cached && hit.run_id == kept.run_id);
+    // In one batch, at the limit: the held key answers, the new one alone
+    // fails with OutOfMemory.
+    let out = d
+        .batch_trigger(
+            "t",
+            vec![
+                TriggerOptions::with_key("before"),
+                TriggerOptions::with_key("new-batch"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out[0].as_ref().unwrap().run_id, kept.run_id);
+    assert!(
+        matches!(out[1], Err(Error::OutOfMemory { .. })),
+        "{:?}",
+        out[1]
+    );
+    assert_eq!(server.dbsize(), before);
     // Room again: the same key is claimed normally.
     let _: () = server.query(redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(0));
     assert!(

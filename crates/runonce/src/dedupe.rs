@@ -292,6 +292,7 @@ impl Dedupe {
                     replicas,
                 })
             }
+            ClaimReply::Refused(e) => Err(e),
             ClaimReply::Existing(rec) => {
                 let mismatch = match (&k.fingerprint, &rec.fingerprint) {
                     (Some(mine), Some(theirs)) => crate::key::to_hex(mine) != *theirs,

@@ -18,7 +18,7 @@ use crate::error::Error;
 /// The most claims one coalesced script call carries.
 const MAX_BATCH: usize = 256;
 /// Script calls the task keeps in flight at once.
-const IN_FLIGHT: usize = 2;
+const IN_FLIGHT: usize = 8;
 
 struct Job {
     claim: Claim,

@@ -47,7 +47,7 @@ impl Claim {
 }
 
 /// The store's answer to one [`Claim`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum ClaimReply {
     /// The key was free and is now claimed for the candidate.
@@ -59,6 +59,9 @@ pub enum ClaimReply {
     },
     /// A live record holds the key; nothing was written.
     Existing(Record),
+    /// The server refused this item's write (e.g. out of memory); nothing
+    /// was written for it. Other items of the same call are unaffected.
+    Refused(Error),
 }
 
 /// A dedupe store: the one trait both backends implement.
