@@ -243,13 +243,8 @@ impl RedisSentinel {
     pub fn failover(&self) -> u16 {
         let old = self.primary_port();
         self.start_failover();
-        let deadline = Instant::now() + START_DEADLINE;
-        let mut new = 0;
-        self.wait_for(deadline, "failover to complete", |d| {
-            new = d.check_switched(old)?;
-            d.check_replicas_of(new)
-        });
-        new
+        let new = self.wait_for_new_primary(old, START_DEADLINE);
+        self.failover_settled(new)
     }
 
     /// Sends `SENTINEL FAILOVER <name>` to the first Sentinel and returns at once,
@@ -297,12 +292,18 @@ impl RedisSentinel {
         new
     }
 
-    /// Waits until every data node but the primary on `primary_port` is its replica with
-    /// the link up; returns `primary_port`.
+    /// Waits until every running data node but the primary on `primary_port` is its
+    /// replica with the link up; returns `primary_port`.
+    ///
+    /// # Panics
+    ///
+    /// Panics if that does not happen within ~30 s.
     pub fn failover_settled(&self, primary_port: u16) -> u16 {
-        self.wait_for(Instant::now() + START_DEADLINE, "replicas to follow the new primary", |d| {
-            d.check_replicas_of(primary_port)
-        });
+        self.wait_for(
+            Instant::now() + START_DEADLINE,
+            "replicas to follow the new primary",
+            |d| d.check_replicas_of(primary_port),
+        );
         primary_port
     }
 

@@ -16,8 +16,18 @@
 //!
 //! Durability (`WAIT`) runs on a connection leased exclusively for the call,
 //! since `WAIT` blocks its connection and counts the acknowledgements of
-//! that connection's own writes.
+//! that connection's own writes; it is pipelined right behind the claim, so
+//! both run on the same node even when a redirect or a dead node makes
+//! redis-rs re-route a request.
+//!
+//! Failover: `READONLY`, `MASTERDOWN` and `NOREPLICAS` replies (and, behind
+//! Sentinel, a durability shortfall) drop every connection, so the next call
+//! finds the primary afresh. On a cluster a claim makes several attempts
+//! within its timeout, each on a fresh connection after the one before
+//! timed out, because a redis-rs cluster connection can stop answering for
+//! good while slots migrate.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -25,12 +35,16 @@ use deadpool_redis::PoolError;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::cluster_routing::RoutingInfo;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, ServerErrorKind, Value};
 
 use super::{coalesce, parse_record, record_tail, BoxFuture, Claim, ClaimReply, Store};
 use crate::error::Error;
 use crate::options::{Record, RecordState};
+
+/// On a cluster, a claim makes up to this many attempts within its timeout
+/// (each on a fresh connection after the one before timed out).
+const CLUSTER_ATTEMPTS: u32 = 8;
 
 static CLAIM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../../../lua/claim.lua")));
@@ -116,7 +130,10 @@ pub(crate) struct Wait {
 /// The connection side of the store, shared with the coalescing task.
 struct Core {
     source: Source,
-    hot: Mutex<Option<Conn>>,
+    /// The shared connection, tagged with a generation so that a call whose
+    /// attempt timed out drops only the connection it used.
+    hot: Mutex<Option<(u64, Conn)>>,
+    generation: AtomicU64,
     addr: String,
     timeout: Duration,
     wait: Option<Wait>,
@@ -180,6 +197,7 @@ impl RedisStore {
         let core = Arc::new(Core {
             source,
             hot: Mutex::new(None),
+            generation: AtomicU64::new(0),
             addr,
             timeout,
             wait,
@@ -211,8 +229,13 @@ impl Core {
     }
 
     async fn conn(&self) -> Result<Conn, Error> {
-        if let Some(c) = self.hot.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            return Ok(c.clone());
+        Ok(self.hot_conn().await?.1)
+    }
+
+    /// The hot connection and its generation, connecting if there is none.
+    async fn hot_conn(&self) -> Result<(u64, Conn), Error> {
+        if let Some((g, c)) = self.hot.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            return Ok((*g, c.clone()));
         }
         let conn = match &self.source {
             Source::Single(p) => Conn::Plain(deadpool_redis::Connection::take(
@@ -232,8 +255,17 @@ impl Core {
                     .map_err(|e| self.redis_error(e))?,
             ),
         };
-        *self.hot.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
-        Ok(conn)
+        let g = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        *self.hot.lock().unwrap_or_else(|p| p.into_inner()) = Some((g, conn.clone()));
+        Ok((g, conn))
+    }
+
+    /// Drops the hot connection if it is still generation `g`.
+    fn invalidate_generation(&self, g: u64) {
+        let mut hot = self.hot.lock().unwrap_or_else(|p| p.into_inner());
+        if hot.as_ref().is_some_and(|(current, _)| *current == g) {
+            *hot = None;
+        }
     }
 
     async fn lease(&self) -> Result<Lease, Error> {
@@ -285,6 +317,34 @@ impl Core {
         *self.hot.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
+    /// The server we talk to may no longer be the primary (a failover): drop
+    /// the hot connection and every idle pooled one, so the next call
+    /// connects afresh (through Sentinel, to whichever node it names now).
+    fn forget_primary(&self) {
+        self.invalidate();
+        match &self.source {
+            Source::Single(p) => {
+                p.retain(|_, _| false);
+            }
+            Source::Sentinel(p) => {
+                p.retain(|_, _| false);
+            }
+            Source::Cluster { spare, .. } => {
+                spare.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            }
+        }
+    }
+
+    /// Drops a lease after a failure instead of returning it to its pool,
+    /// where a later checkout (PING still answers) would reuse it.
+    fn discard(&self, lease: Lease) {
+        match lease {
+            Lease::Single(c) => drop(deadpool_redis::Connection::take(c)),
+            Lease::Sentinel(c) => drop(deadpool_redis::sentinel::Connection::take(c)),
+            Lease::Cluster(c) => drop(c),
+        }
+    }
+
     fn pool_error(&self, e: PoolError) -> Error {
         match e {
             PoolError::Timeout(deadpool_redis::TimeoutType::Wait) => Error::PoolExhausted {
@@ -304,15 +364,16 @@ impl Core {
     }
 
     fn redis_error(&self, e: RedisError) -> Error {
+        // READONLY: the node was demoted. MASTERDOWN: a replica lost its
+        // primary. NOREPLICAS: the node refuses writes under
+        // `min-replicas-to-write`, as a primary cut off by a failover does.
         let stale_primary = matches!(
             e.kind(),
             ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)
-        );
-        if e.is_io_error()
-            || e.is_connection_dropped()
-            || e.is_unrecoverable_error()
-            || stale_primary
-        {
+        ) || e.code() == Some("NOREPLICAS");
+        if stale_primary {
+            self.forget_primary();
+        } else if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
             self.invalidate();
         }
         if e.is_timeout() {
@@ -362,6 +423,50 @@ impl Core {
                 })
             }
         }
+    }
+
+    /// Like [`bounded`](Self::bounded) for work on a leased connection: a
+    /// timeout leaves the hot connection alone (the lease is discarded).
+    async fn bounded_lease<T>(
+        &self,
+        timeout: Duration,
+        f: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        tokio::time::timeout(timeout, f).await.unwrap_or_else(|_| {
+            Err(Error::Timeout {
+                addr: self.addr.clone(),
+                after: timeout,
+            })
+        })
+    }
+
+    /// The claim `cmd` and `WAIT` for `wait`, pipelined on `conn`, loading
+    /// the script and retrying once on `NOSCRIPT`. Answers the script's reply
+    /// and the replica count reached.
+    async fn eval_then_wait(
+        &self,
+        conn: &mut Conn,
+        cmd: &Cmd,
+        wait: Wait,
+    ) -> Result<(Value, i64), Error> {
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd.clone())
+            .cmd("WAIT")
+            .arg(wait.replicas)
+            .arg(wait.timeout.as_millis() as u64);
+        let r = match pipe.query_async::<(Value, i64)>(conn).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                tracing::debug!(addr = %self.addr, sha = CLAIM.get_hash(), "NOSCRIPT: loading the script");
+                metrics::counter!(crate::telemetry::SCRIPT_RELOADS).increment(1);
+                CLAIM
+                    .load_async(conn)
+                    .await
+                    .map_err(|e| self.redis_error(e))?;
+                pipe.query_async::<(Value, i64)>(conn).await
+            }
+            r => r,
+        };
+        r.map_err(|e| self.redis_error(e))
     }
 
     /// `EVALSHA` on `conn`, loading the script and retrying once on
@@ -443,6 +548,18 @@ impl Core {
         }))
     }
 
+    /// The typed error of one item the claim script could not write.
+    fn refusal(&self, message: String) -> Error {
+        let addr = self.addr.clone();
+        if message.starts_with("OOM") || message.contains("maxmemory") {
+            Error::OutOfMemory { addr, message }
+        } else if message.contains("NOPERM") || message.contains("can't run this command") {
+            Error::NoPermission { addr, message }
+        } else {
+            Error::Backend { addr, message }
+        }
+    }
+
     fn bad_reply(&self, what: &str, v: &Value) -> Error {
         Error::Backend {
             addr: self.addr.clone(),
@@ -504,6 +621,9 @@ impl Core {
                 Value::Array(pair) if pair.len() == 2 => {
                     Ok(ClaimReply::Existing(self.record(&pair[0], &pair[1])?))
                 }
+                Value::BulkString(b) if b.first() == Some(&b'E') => Ok(ClaimReply::Refused(
+                    self.refusal(String::from_utf8_lossy(&b[1..]).into_owned()),
+                )),
                 other => Err(self.bad_reply("claim", other)),
             })
             .collect()
@@ -514,44 +634,142 @@ impl Core {
     /// on.
     async fn claim_group(&self, group: &[&Claim]) -> Result<Vec<ClaimReply>, Error> {
         let cmd = Self::claim_cmd(group);
-        let Some(wait) = self.wait else {
-            let reply = self.eval(&CLAIM, cmd).await?;
-            return self.parse_claims(group.len(), &reply, None);
-        };
-        let lease = self.bounded(self.timeout, self.lease()).await?;
-        let mut conn = lease.conn();
-        let budget = self.timeout + wait.timeout;
-        let result = self
-            .bounded(budget, async {
-                let reply = self.eval_on(&mut conn, &CLAIM, &cmd).await?;
-                let mut w = redis::cmd("WAIT");
-                w.arg(wait.replicas).arg(wait.timeout.as_millis() as u64);
-                let reached = match &mut conn {
-                    Conn::Plain(c) => w.query_async::<i64>(c).await,
-                    Conn::Cluster(c) => {
-                        let route = Route::new(slot(&group[0].key), SlotAddr::Master);
-                        match c
-                            .route_command(
-                                w,
-                                RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
-                            )
-                            .await
-                        {
-                            Ok(Value::Int(n)) => Ok(n),
-                            Ok(other) => return Err(self.bad_reply("WAIT", &other)),
-                            Err(e) => Err(e),
-                        }
-                    }
+        // A durable claim may spend its WAIT twice: when the script had to be
+        // reloaded, the WAIT pipelined behind the refused EVALSHA ran too.
+        let wait_time = self.wait.map_or(Duration::ZERO, |w| w.timeout * 2);
+        if !self.is_cluster() {
+            return self
+                .claim_attempt(group, &cmd, self.timeout + wait_time)
+                .await;
+        }
+        // On a cluster, a connection can hang for good while slots move
+        // (redis-rs 1.8 stops answering every request of a cluster
+        // connection that met a redirect at the wrong moment), so a call
+        // makes several attempts within its timeout, each on a fresh
+        // connection after the one before timed out. Claims are re-entrant
+        // for their candidate run ID, so a repeated attempt is safe.
+        let deadline = tokio::time::Instant::now() + self.timeout + wait_time;
+        let per_attempt = self.timeout / CLUSTER_ATTEMPTS + wait_time;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.claim_attempt(group, &cmd, per_attempt.min(left)).await {
+                Err(Error::Timeout { .. }) if deadline > tokio::time::Instant::now() => {
+                    tracing::debug!(addr = %self.addr, "claim attempt timed out: retrying on a fresh cluster connection");
                 }
-                .map_err(|e| self.redis_error(e))?;
-                self.parse_claims(group.len(), &reply, Some(reached.max(0) as u32))
+                Err(Error::Timeout { .. }) => {
+                    return Err(Error::Timeout {
+                        addr: self.addr.clone(),
+                        after: self.timeout + wait_time,
+                    })
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// One attempt of [`claim_group`](Self::claim_group), bounded by `limit`.
+    async fn claim_attempt(
+        &self,
+        group: &[&Claim],
+        cmd: &Cmd,
+        limit: Duration,
+    ) -> Result<Vec<ClaimReply>, Error> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let Some(wait) = self.wait else {
+            let mut used = None;
+            let reply = tokio::time::timeout_at(deadline, async {
+                let (generation, mut conn) = self.hot_conn().await?;
+                used = Some(generation);
+                self.eval_on(&mut conn, &CLAIM, cmd).await
             })
             .await;
-        if result.is_ok() {
-            self.give_back(lease);
+            let reply = match reply {
+                Ok(r) => r?,
+                Err(_) => {
+                    if let Some(generation) = used {
+                        self.invalidate_generation(generation);
+                    }
+                    return Err(Error::Timeout {
+                        addr: self.addr.clone(),
+                        after: limit,
+                    });
+                }
+            };
+            return self.parse_claims(group.len(), &reply, None);
+        };
+        let left = |now: tokio::time::Instant| deadline.saturating_duration_since(now);
+        let lease = self
+            .bounded_lease(left(tokio::time::Instant::now()), self.lease())
+            .await?;
+        let mut conn = lease.conn();
+        let result = self
+            .bounded_lease(left(tokio::time::Instant::now()), async {
+                // The claim and its WAIT travel as one pipeline, so they run
+                // back to back on one node and one connection: WAIT counts
+                // the acknowledgements of exactly this claim's write. (Sent
+                // apart, a WAIT that redis-rs re-routes after the primary
+                // died would be answered by another node.)
+                let (reply, reached) = self.eval_then_wait(&mut conn, cmd, wait).await?;
+                let reached = reached.max(0) as u32;
+                let replies = self.parse_claims(group.len(), &reply, Some(reached))?;
+                Ok((reentrant_as_created(group, replies, reached), reached))
+            })
+            .await;
+        match result {
+            Ok((replies, reached)) if reached >= wait.replicas => {
+                self.give_back(lease);
+                Ok(replies)
+            }
+            Ok((replies, _)) if matches!(self.source, Source::Sentinel(_)) => {
+                // A shortfall behind Sentinel: a primary that lost its
+                // replicas may have been replaced by one of them, so ask
+                // Sentinel again on the next call.
+                self.discard(lease);
+                self.forget_primary();
+                Ok(replies)
+            }
+            Ok((replies, _)) => {
+                self.give_back(lease);
+                Ok(replies)
+            }
+            Err(e) => {
+                self.discard(lease);
+                Err(e)
+            }
         }
-        result
     }
+}
+
+/// Under durability, a re-entrant reply (the record is the candidate's own,
+/// from an earlier attempt whose outcome the caller did not learn) answers
+/// as a new claim with this call's `WAIT` count, so the shortfall policy
+/// applies to it as to a fresh claim. Otherwise a retry after a shortfall
+/// would report success for a record that no replica holds. (A payload
+/// mismatch stays an existing record, for the mismatch policy.)
+fn reentrant_as_created(
+    group: &[&Claim],
+    replies: Vec<ClaimReply>,
+    reached: u32,
+) -> Vec<ClaimReply> {
+    group
+        .iter()
+        .zip(replies)
+        .map(|(claim, reply)| match reply {
+            ClaimReply::Existing(rec)
+                if rec.run_id == claim.run_id
+                    && match (&rec.fingerprint, &claim.fingerprint) {
+                        (Some(theirs), Some(mine)) => *theirs == super::to_hex(mine),
+                        _ => true,
+                    } =>
+            {
+                ClaimReply::Created {
+                    expires_in_ms: rec.expires_in_ms,
+                    replicas: Some(reached),
+                }
+            }
+            other => other,
+        })
+        .collect()
 }
 
 fn policies(v: &Value) -> Vec<String> {
