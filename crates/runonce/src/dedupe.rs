@@ -1189,6 +1189,11 @@ fn cluster_source(
     let client = redis::cluster::ClusterClient::builder(seeds.to_vec())
         .connection_timeout(timeout)
         .response_timeout(reply_timeout)
+        // TRYAGAIN / CLUSTERDOWN during resharding and failover clear in
+        // milliseconds to seconds; redis-rs's default first wait is over a
+        // second. Retry quickly, within the call's own timeout.
+        .min_retry_wait(10)
+        .max_retry_wait(250)
         .build()
         .map_err(|e| Error::Config(format!("bad cluster seed URLs {seeds:?}: {e}")))?;
     let addr = format!("cluster {}", seed_addrs(seeds).join(","));
