@@ -92,10 +92,12 @@ struct Keyed {
 /// assert_ne!(id, runonce::mint_run_id());
 /// ```
 pub fn mint_run_id() -> String {
-    let ulid = ulid::Ulid::new().to_string();
+    let mut buf = [0u8; ulid::ULID_LEN];
+    let ulid = ulid::Ulid::new().array_to_str(&mut buf);
+    ulid.make_ascii_lowercase();
     let mut s = String::with_capacity(25);
     s.push_str("run_");
-    s.push_str(&ulid[..21].to_ascii_lowercase());
+    s.push_str(&ulid[..21]);
     s
 }
 
@@ -348,14 +350,19 @@ impl Dedupe {
     /// ```
     pub async fn trigger(&self, task: &str, opts: TriggerOptions) -> Result<Triggered, Error> {
         let start = Instant::now();
-        let span = telemetry::span("trigger", &opts.namespace(task));
+        let span = match &opts.group {
+            Some(g) => telemetry::span_named("trigger", "group", g),
+            None => telemetry::span_named("trigger", "task", task),
+        };
         let mut round_trips = 0;
         let result = self
             .trigger_inner(task, opts, &mut round_trips)
             .instrument(span.clone())
             .await;
         let outcome = telemetry::trigger_outcome(&result);
+        // Formatting the digest costs an allocation: only for a live span.
         let key = match &result {
+            _ if span.is_disabled() => None,
             Ok(t) => t.key.map(|k| k.to_hex()),
             Err(Error::PayloadMismatch { key, .. }) => Some(key.clone()),
             Err(_) => None,
@@ -378,8 +385,8 @@ impl Dedupe {
         opts: TriggerOptions,
         round_trips: &mut u32,
     ) -> Result<Triggered, Error> {
-        let p = self.prepare(task, opts)?;
-        let Some(k) = &p.keyed else {
+        let mut p = self.prepare(task, opts)?;
+        let Some(k) = p.keyed.as_mut() else {
             return Ok(Triggered {
                 run_id: p.run_id,
                 cached: false,
@@ -388,8 +395,9 @@ impl Dedupe {
                 replicas: None,
             });
         };
+        // The storage key is not needed after the claim: move it.
         let claim = [Claim::new(
-            k.storage_key.clone(),
+            std::mem::take(&mut k.storage_key),
             p.run_id.clone(),
             k.ttl_ms,
             k.fingerprint,
@@ -405,6 +413,7 @@ impl Dedupe {
                 addr: self.inner.store.addr().to_owned(),
                 message: "empty reply to claim".into(),
             })?;
+        let k = p.keyed.as_ref().expect("keyed above");
         self.answer(&p, k, reply)
     }
 
@@ -476,7 +485,7 @@ impl Dedupe {
         items: Vec<TriggerOptions>,
     ) -> Result<Vec<Result<Triggered, Error>>, Error> {
         let start = Instant::now();
-        let span = telemetry::span("batch_trigger", &Namespace::Task(task.to_owned()));
+        let span = telemetry::span_named("batch_trigger", "task", task);
         let mut round_trips = 0;
         let result = self
             .batch_inner(task, batch_key, items, &mut round_trips)

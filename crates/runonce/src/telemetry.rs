@@ -49,17 +49,22 @@ pub fn describe_metrics() {
     describe_counter!(SCRIPT_RELOADS, "Lua scripts reloaded after NOSCRIPT.");
 }
 
-/// The span of one call.
+/// The span of one call on `ns`.
 pub(crate) fn span(operation: &'static str, ns: &Namespace) -> Span {
-    let (kind, name) = match ns {
-        Namespace::Task(t) => ("task", t.as_str()),
-        Namespace::Group(g) => ("group", g.as_str()),
-    };
+    match ns {
+        Namespace::Task(t) => span_named(operation, "task", t),
+        Namespace::Group(g) => span_named(operation, "group", g),
+    }
+}
+
+/// The span of one call, from borrowed parts (no allocation on the hot
+/// path).
+pub(crate) fn span_named(operation: &'static str, namespace: &'static str, name: &str) -> Span {
     tracing::info_span!(
         "runonce",
         operation,
         task = %name,
-        namespace = kind,
+        namespace,
         key = tracing::field::Empty,
         outcome = tracing::field::Empty,
         round_trips = tracing::field::Empty,
