@@ -6,7 +6,7 @@ mod storm;
 
 use std::time::{Duration, Instant};
 
-use runonce::{Dedupe, TriggerOptions};
+use runonce::Dedupe;
 use runonce_tests::{wait_until, RedisCluster, RedisServer};
 use storm::{flags, Storm};
 
@@ -120,21 +120,5 @@ async fn graceful_failover_during_a_storm() {
         .build()
         .await
         .unwrap();
-    let again = d
-        .batch_trigger(
-            "storm",
-            (0..KEYS)
-                .map(|i| TriggerOptions::with_key(format!("k{i}")))
-                .collect(),
-        )
-        .await
-        .unwrap();
-    for (i, r) in again.iter().enumerate() {
-        let r = r.as_ref().unwrap();
-        assert!(
-            r.cached && r.run_id == owners[&i],
-            "key {i}: stored {r:?}, agreed {}",
-            owners[&i]
-        );
-    }
+    storm::assert_stored_owners(&d, "storm", &owners).await;
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use runonce::{Dedupe, TriggerOptions};
+use runonce::Dedupe;
 use runonce_tests::{require_binary, RedisCluster};
 use storm::{flags, Storm};
 
@@ -123,21 +123,5 @@ async fn resharding_during_a_storm_loses_nothing() {
         .build()
         .await
         .unwrap();
-    let again = d
-        .batch_trigger(
-            "storm",
-            (0..KEYS)
-                .map(|i| TriggerOptions::with_key(format!("k{i}")))
-                .collect(),
-        )
-        .await
-        .unwrap();
-    for (i, r) in again.iter().enumerate() {
-        let r = r.as_ref().unwrap();
-        assert!(
-            r.cached && r.run_id == owners[&i],
-            "key {i}: stored {r:?}, agreed {}",
-            owners[&i]
-        );
-    }
+    storm::assert_stored_owners(&d, "storm", &owners).await;
 }

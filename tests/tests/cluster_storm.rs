@@ -91,23 +91,7 @@ async fn eight_processes_agree_on_every_key() {
         .build()
         .await
         .expect("connect");
-    let again = d
-        .batch_trigger(
-            "exactly-once",
-            (0..KEYS)
-                .map(|i| TriggerOptions::with_key(format!("k{i}")))
-                .collect(),
-        )
-        .await
-        .unwrap();
-    for (i, r) in again.iter().enumerate() {
-        let r = r.as_ref().unwrap();
-        assert!(
-            r.cached && r.run_id == owners[&i],
-            "key {i}: stored {r:?}, agreed {}",
-            owners[&i]
-        );
-    }
+    storm::assert_stored_owners(&d, "exactly-once", &owners).await;
 }
 
 fn info_u64(node: &RedisServer, section: &str, field: &str) -> u64 {

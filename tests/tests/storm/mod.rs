@@ -358,3 +358,31 @@ impl Outcome {
 pub fn flags(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|s| (*s).to_owned()).collect()
 }
+
+/// Asserts that Redis, read through `d`, holds for every key `k<i>` of
+/// `task` exactly the run the processes agreed on (`owners`): a trigger of
+/// each answers `cached` with that run.
+pub async fn assert_stored_owners(
+    d: &runonce::Dedupe,
+    task: &str,
+    owners: &std::collections::BTreeMap<usize, String>,
+) {
+    let keys = owners.len();
+    let again = d
+        .batch_trigger(
+            task,
+            (0..keys)
+                .map(|i| runonce::TriggerOptions::with_key(format!("k{i}")))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    for (i, r) in again.iter().enumerate() {
+        let r = r.as_ref().unwrap();
+        assert!(
+            r.cached && r.run_id == owners[&i],
+            "key {i}: stored {r:?}, agreed {}",
+            owners[&i]
+        );
+    }
+}
