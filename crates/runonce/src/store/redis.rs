@@ -384,25 +384,10 @@ impl Core {
         }
         let addr = self.addr.clone();
         let message = e.to_string();
-        match (e.kind(), e.code()) {
-            (ErrorKind::AuthenticationFailed, _) | (_, Some("WRONGPASS" | "NOAUTH")) => {
-                return Error::AuthFailed { addr, message }
-            }
-            (ErrorKind::Server(ServerErrorKind::NoPerm), _) | (_, Some("NOPERM")) => {
-                return Error::NoPermission { addr, message }
-            }
-            // A command refused inside a script comes back as a plain ERR.
-            _ if message.contains("can't run this command")
-                || message.contains("No permissions to access") =>
-            {
-                return Error::NoPermission { addr, message }
-            }
-            (_, Some("OOM")) => return Error::OutOfMemory { addr, message },
-            _ => {}
-        }
-        Error::Backend {
-            addr: self.addr.clone(),
-            message: e.to_string(),
+        match e.kind() {
+            ErrorKind::AuthenticationFailed => Error::AuthFailed { addr, message },
+            ErrorKind::Server(ServerErrorKind::NoPerm) => Error::NoPermission { addr, message },
+            _ => refused(addr, e.code(), message),
         }
     }
 
@@ -548,16 +533,11 @@ impl Core {
         }))
     }
 
-    /// The typed error of one item the claim script could not write.
+    /// The typed error of one item the claim script could not write
+    /// (`"E<error>"`: the error's code is its first word).
     fn refusal(&self, message: String) -> Error {
-        let addr = self.addr.clone();
-        if message.starts_with("OOM") || message.contains("maxmemory") {
-            Error::OutOfMemory { addr, message }
-        } else if message.contains("NOPERM") || message.contains("can't run this command") {
-            Error::NoPermission { addr, message }
-        } else {
-            Error::Backend { addr, message }
-        }
+        let code = message.split_whitespace().next().map(str::to_owned);
+        refused(self.addr.clone(), code.as_deref(), message)
     }
 
     fn bad_reply(&self, what: &str, v: &Value) -> Error {
@@ -770,6 +750,24 @@ fn reentrant_as_created(
             other => other,
         })
         .collect()
+}
+
+/// The typed error of a server's refusal, from its code and message: one
+/// mapping for command replies and for items the claim script reports.
+fn refused(addr: String, code: Option<&str>, message: String) -> Error {
+    match code {
+        Some("WRONGPASS" | "NOAUTH") => Error::AuthFailed { addr, message },
+        Some("NOPERM") => Error::NoPermission { addr, message },
+        Some("OOM") => Error::OutOfMemory { addr, message },
+        // A command refused inside a script comes back as a plain ERR.
+        _ if message.contains("can't run this command")
+            || message.contains("No permissions to access") =>
+        {
+            Error::NoPermission { addr, message }
+        }
+        _ if message.contains("maxmemory") => Error::OutOfMemory { addr, message },
+        _ => Error::Backend { addr, message },
+    }
 }
 
 fn policies(v: &Value) -> Vec<String> {
