@@ -426,8 +426,8 @@ impl Core {
     }
 
     /// The claim `cmd` and `WAIT` for `wait`, pipelined on `conn`, loading
-    /// the script and retrying once on `NOSCRIPT`. Answers the script's reply
-    /// and the replica count reached.
+    /// the script and retrying on `NOSCRIPT` (see [`MAX_RELOADS`]). Answers
+    /// the script's reply and the replica count reached.
     async fn eval_then_wait(
         &self,
         conn: &mut Conn,
@@ -439,37 +439,42 @@ impl Core {
             .cmd("WAIT")
             .arg(wait.replicas)
             .arg(wait.timeout.as_millis() as u64);
-        let r = match pipe.query_async::<(Value, i64)>(conn).await {
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                tracing::debug!(addr = %self.addr, sha = CLAIM.get_hash(), "NOSCRIPT: loading the script");
-                metrics::counter!(crate::telemetry::SCRIPT_RELOADS).increment(1);
-                CLAIM
-                    .load_async(conn)
-                    .await
-                    .map_err(|e| self.redis_error(e))?;
-                pipe.query_async::<(Value, i64)>(conn).await
+        let mut reloads = 0;
+        loop {
+            match pipe.query_async::<(Value, i64)>(conn).await {
+                Err(e) if is_noscript(&e) && reloads < MAX_RELOADS => {
+                    reloads += 1;
+                    self.reload(conn, &CLAIM).await?;
+                }
+                r => return r.map_err(|e| self.redis_error(e)),
             }
-            r => r,
-        };
-        r.map_err(|e| self.redis_error(e))
+        }
     }
 
-    /// `EVALSHA` on `conn`, loading the script and retrying once on
-    /// `NOSCRIPT` (on a cluster, `SCRIPT LOAD` goes to every node).
+    /// `EVALSHA` on `conn`, loading the script and retrying on `NOSCRIPT`
+    /// (see [`MAX_RELOADS`]; on a cluster, `SCRIPT LOAD` goes to every node).
     async fn eval_on(&self, conn: &mut Conn, script: &Script, cmd: &Cmd) -> Result<Value, Error> {
-        let r = match cmd.query_async::<Value>(conn).await {
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                tracing::debug!(addr = %self.addr, sha = script.get_hash(), "NOSCRIPT: loading the script");
-                metrics::counter!(crate::telemetry::SCRIPT_RELOADS).increment(1);
-                script
-                    .load_async(conn)
-                    .await
-                    .map_err(|e| self.redis_error(e))?;
-                cmd.query_async::<Value>(conn).await
+        let mut reloads = 0;
+        loop {
+            match cmd.query_async::<Value>(conn).await {
+                Err(e) if is_noscript(&e) && reloads < MAX_RELOADS => {
+                    reloads += 1;
+                    self.reload(conn, script).await?;
+                }
+                r => return r.map_err(|e| self.redis_error(e)),
             }
-            r => r,
-        };
-        r.map_err(|e| self.redis_error(e))
+        }
+    }
+
+    /// Loads `script` after a `NOSCRIPT` reply.
+    async fn reload(&self, conn: &mut Conn, script: &Script) -> Result<(), Error> {
+        tracing::debug!(addr = %self.addr, sha = script.get_hash(), "NOSCRIPT: loading the script");
+        metrics::counter!(crate::telemetry::SCRIPT_RELOADS).increment(1);
+        script
+            .load_async(conn)
+            .await
+            .map(drop)
+            .map_err(|e| self.redis_error(e))
     }
 
     async fn eval(&self, script: &Script, cmd: Cmd) -> Result<Value, Error> {
@@ -750,6 +755,17 @@ fn reentrant_as_created(
             other => other,
         })
         .collect()
+}
+
+/// How many times one call loads a script after `NOSCRIPT` and sends it
+/// again. One reload is not always enough: the script cache can be flushed
+/// again between the `SCRIPT LOAD` and the retried `EVALSHA` (an operator
+/// running `SCRIPT FLUSH` in a loop, or a failover to a replica that has
+/// not loaded it yet), and a caller should not see that as an error.
+const MAX_RELOADS: usize = 5;
+
+fn is_noscript(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
 }
 
 /// The typed error of a server's refusal, from its code and message: one
