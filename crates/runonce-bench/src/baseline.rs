@@ -65,8 +65,10 @@ pub(crate) fn redis_benchmark(
     let bare_key = format!("runonce:{}__rand_int__", "0".repeat(52));
     let runonce_key = format!("runonce:dev:t:bench:{{{}__rand_int__}}", "A".repeat(31));
     let ttl = TTL_MS.to_string();
-    let tail = format!(":{RUN_ID}");
-    let record = format!("R1733300000000:{tail}");
+    // What runonce sends and stores for a minted run ID without a payload
+    // (see the record layout in the library's store module).
+    let tail = format!("2{}", &RUN_ID[4..]);
+    let record = format!("RAZOQuxUA{tail}");
     let nkeys = match command {
         RbCommand::ClaimLua { keys, .. } => keys.to_string(),
         _ => String::new(),

@@ -534,11 +534,8 @@ mod tests {
         let none = inspect_text("p:e:t:t:{x}", &key, &Namespace::task("t"), "e", None);
         assert!(none.contains("\nrecord       none: "), "{none}");
         assert!(none.starts_with("key          p:e:t:t:{x}\n"), "{none}");
-        let rec = runonce::inspect::parse_record_value(
-            b"S1767225600123:00000000000000000000000000000000000000000000000000000000000000ff:run_a",
-            90_061_500,
-        )
-        .unwrap();
+        let rec =
+            runonce::inspect::parse_record_value(b"SAZt22qh73AAAAAAAAAP8a", 90_061_500).unwrap();
         let text = inspect_text("k", &key, &Namespace::group("g"), "e", Some(&rec));
         for line in [
             "group        g",
@@ -546,7 +543,7 @@ mod tests {
             "state        succeeded",
             "time left    1day 1h 1m 1s (90061500 ms)",
             "created at   2026-01-01T00:00:00.123Z",
-            "fingerprint  00000000000000000000000000000000000000000000000000000000000000ff",
+            "fingerprint  00000000000000ff",
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
         }

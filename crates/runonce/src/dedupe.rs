@@ -260,6 +260,33 @@ impl Dedupe {
         self.prepare(task, opts.clone()).map(|_| ())
     }
 
+    /// Applies the shortfall policy when a claim's `WAIT` reached fewer
+    /// replicas than durability asks for; `run_id` is the record's owner.
+    fn check_replicas(&self, run_id: &str, replicas: Option<u32>) -> Result<(), Error> {
+        let (Some(reached), Some(d)) = (replicas, &self.inner.durability) else {
+            return Ok(());
+        };
+        if reached >= d.replicas {
+            return Ok(());
+        }
+        tracing::warn!(
+            addr = %self.inner.store.addr(),
+            run_id,
+            wanted = d.replicas,
+            reached,
+            "durability shortfall: the record is on the primary but not on enough replicas"
+        );
+        if d.on_shortfall == ShortfallPolicy::Error {
+            return Err(Error::ReplicaShortfall {
+                addr: self.inner.store.addr().to_owned(),
+                run_id: run_id.to_owned(),
+                wanted: d.replicas,
+                reached,
+            });
+        }
+        Ok(())
+    }
+
     /// Turns the store's reply into the caller's answer.
     fn answer(&self, p: &Prepared, k: &Keyed, reply: ClaimReply) -> Result<Triggered, Error> {
         match reply {
@@ -267,25 +294,7 @@ impl Dedupe {
                 expires_in_ms,
                 replicas,
             } => {
-                if let (Some(reached), Some(d)) = (replicas, &self.inner.durability) {
-                    if reached < d.replicas {
-                        tracing::warn!(
-                            addr = %self.inner.store.addr(),
-                            run_id = %p.run_id,
-                            wanted = d.replicas,
-                            reached,
-                            "durability shortfall: the claim is on the primary but not on enough replicas"
-                        );
-                        if d.on_shortfall == ShortfallPolicy::Error {
-                            return Err(Error::ReplicaShortfall {
-                                addr: self.inner.store.addr().to_owned(),
-                                run_id: p.run_id.clone(),
-                                wanted: d.replicas,
-                                reached,
-                            });
-                        }
-                    }
-                }
+                self.check_replicas(&p.run_id, replicas)?;
                 Ok(Triggered {
                     run_id: p.run_id.clone(),
                     cached: false,
@@ -295,9 +304,12 @@ impl Dedupe {
                 })
             }
             ClaimReply::Refused(e) => Err(e),
-            ClaimReply::Existing(rec) => {
+            ClaimReply::Existing {
+                record: rec,
+                replicas,
+            } => {
                 let mismatch = match (&k.fingerprint, &rec.fingerprint) {
-                    (Some(mine), Some(theirs)) => crate::key::to_hex(mine) != *theirs,
+                    (Some(mine), Some(theirs)) => crate::store::fingerprint_hex(mine) != *theirs,
                     _ => false,
                 };
                 if mismatch && k.on_mismatch == MismatchPolicy::Error {
@@ -306,6 +318,9 @@ impl Dedupe {
                         key: k.key.to_hex(),
                     });
                 }
+                // An answer from a record the replicas may not hold yet (its
+                // claim's WAIT fell short) could be lost in a failover.
+                self.check_replicas(&rec.run_id, replicas)?;
                 // Re-entrant: the caller's own claim (a retry after a lost
                 // reply) answers as new again.
                 let cached = rec.run_id != p.run_id;
@@ -314,7 +329,7 @@ impl Dedupe {
                     cached,
                     key: Some(k.key),
                     expires_in_ms: Some(rec.expires_in_ms),
-                    replicas: None,
+                    replicas,
                 })
             }
         }
@@ -589,16 +604,26 @@ impl Dedupe {
                 let reply = match (&replies[c], repeat) {
                     // A repeat of a key that the first item just created sees
                     // the first item's record.
-                    (ClaimReply::Created { expires_in_ms, .. }, true) => {
-                        ClaimReply::Existing(Record {
+                    (
+                        ClaimReply::Created {
+                            expires_in_ms,
+                            replicas,
+                        },
+                        true,
+                    ) => ClaimReply::Existing {
+                        record: Record {
                             run_id: claims[c].run_id.clone(),
                             state: RecordState::Running,
                             expires_in_ms: *expires_in_ms,
                             created_at_ms: 0,
                             has_fingerprint: claims[c].fingerprint.is_some(),
-                            fingerprint: claims[c].fingerprint.map(|f| crate::key::to_hex(&f)),
-                        })
-                    }
+                            fingerprint: claims[c]
+                                .fingerprint
+                                .as_ref()
+                                .map(crate::store::fingerprint_hex),
+                        },
+                        replicas: *replicas,
+                    },
                     (r, _) => r.clone(),
                 };
                 self.answer(&p, k, reply)

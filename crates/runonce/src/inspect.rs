@@ -95,20 +95,31 @@ pub fn parse_storage_key(key: &str) -> Option<ParsedKey> {
     (again == key).then_some(parsed)
 }
 
-/// Parses a record value as stored in Redis,
-/// `<state R|S|C|F><created ms>:<fingerprint hex or empty>:<run id>`, with
-/// the key's time left (`PTTL`, in ms) supplied by the caller. `None` for a
-/// value runonce did not write.
+/// Parses a record value as stored in Redis, with the key's time left
+/// (`PTTL`, in ms) supplied by the caller. `None` for a value runonce did
+/// not write. The layout is `<state><created><form><fingerprint?><run id>`:
+///
+/// - state: one of `R` running, `S` succeeded, `C` canceled, `F` failed.
+/// - created: ms since the Unix epoch by the server's clock, as 48 bits
+///   big-endian in 8 base64url characters.
+/// - form: `0` to `3`; bit 1 says an 11-character base64url fingerprint
+///   (the first 8 bytes of the payload's SHA-256) follows, bit 2 that the
+///   run ID's `run_` prefix was elided.
+/// - run id: the rest.
 ///
 /// ```
 /// use runonce::{inspect::parse_record_value, RecordState};
 ///
-/// let r = parse_record_value(b"S1767225600000::run_01abc", 60_000).unwrap();
+/// let r = parse_record_value(b"SAZt22qgA201abc", 60_000).unwrap();
 /// assert_eq!(r.state, RecordState::Succeeded);
 /// assert_eq!(r.run_id, "run_01abc");
 /// assert_eq!(r.created_at_ms, 1_767_225_600_000);
 /// assert_eq!(r.expires_in_ms, 60_000);
 /// assert!(!r.has_fingerprint);
+///
+/// let r = parse_record_value(b"RAZt22qgA1AAAAAAAAAP8my-run", 1).unwrap();
+/// assert_eq!(r.run_id, "my-run");
+/// assert_eq!(r.fingerprint.as_deref(), Some("00000000000000ff"));
 ///
 /// assert!(parse_record_value(b"hello", 1).is_none());
 /// ```

@@ -445,17 +445,6 @@ pub(crate) fn to_hex(bytes: &[u8]) -> String {
     s
 }
 
-pub(crate) fn from_hex32(hex: &[u8]) -> Option<[u8; 32]> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in hex.chunks(2).enumerate() {
-        out[i] = (hex_val(pair[0])? << 4) | hex_val(pair[1])?;
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,7 +462,7 @@ mod tests {
     #[test]
     fn hex_round_trip() {
         let k = IdempotencyKey::create("x", Scope::Global).unwrap();
-        assert_eq!(from_hex32(k.to_hex().as_bytes()), Some(*k.digest()));
+        assert_eq!(IdempotencyKey::from_digest(&k.to_hex()).unwrap(), k);
         assert_eq!(
             IdempotencyKey::from_digest(&k.to_hex().to_uppercase()).unwrap(),
             k

@@ -290,7 +290,8 @@ pub struct Record {
     pub created_at_ms: u64,
     /// Whether a payload fingerprint is stored.
     pub has_fingerprint: bool,
-    /// The payload fingerprint (hex SHA-256 of the canonical JSON), if any.
+    /// The payload fingerprint, if any: hex of the first 8 bytes of the
+    /// SHA-256 of the payload's canonical JSON (16 characters).
     pub fingerprint: Option<String>,
 }
 

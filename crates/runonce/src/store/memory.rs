@@ -9,7 +9,7 @@
 //!   64-bit hash are handled exactly: the later one lives in a small
 //!   overflow map keyed by the full key (with std's SipHash).
 //! - A record is one allocation: its key and run ID share one buffer; the
-//!   rest (state, times, an optional boxed fingerprint) sits in the map's
+//!   rest (state, times, an optional fingerprint) sits in the map's
 //!   slot, 56 bytes in all.
 //! - 16 shards, each under its own lock, picked by other bits of the same
 //!   hash, so threads rarely contend.
@@ -23,7 +23,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::{BoxFuture, Claim, ClaimReply, Store};
+use super::{BoxFuture, Claim, ClaimReply, Store, FINGERPRINT_BYTES};
 use crate::error::Error;
 use crate::key::to_hex;
 use crate::options::{Record, RecordState};
@@ -43,7 +43,8 @@ struct Rec {
     created_at_ms: u64,
     /// µs since the store's epoch.
     expires_at_us: u64,
-    fingerprint: Option<Box<[u8; 32]>>,
+    /// The first [`FINGERPRINT_BYTES`] bytes of the payload fingerprint.
+    fingerprint: Option<[u8; FINGERPRINT_BYTES]>,
     state: RecordState,
 }
 
@@ -57,7 +58,7 @@ impl Rec {
             key_len: c.key.len(),
             created_at_ms,
             expires_at_us: now_us.saturating_add(c.ttl_ms.saturating_mul(1000)),
-            fingerprint: c.fingerprint.map(Box::new),
+            fingerprint: c.fingerprint.map(|f| std::array::from_fn(|i| f[i])),
             state: RecordState::Running,
         }
     }
@@ -81,7 +82,7 @@ impl Rec {
             expires_in_ms: self.expires_at_us.saturating_sub(now_us) / 1000,
             created_at_ms: self.created_at_ms,
             has_fingerprint: self.fingerprint.is_some(),
-            fingerprint: self.fingerprint.as_deref().map(|f| to_hex(f)),
+            fingerprint: self.fingerprint.as_ref().map(|f| to_hex(f)),
         }
     }
 }
@@ -302,7 +303,10 @@ impl MemoryStore {
             let (h, mut shard) = self.shard(&c.key);
             shard.sweep_if_due(now_us);
             let reply = match shard.get_mut(h, &c.key) {
-                Some(r) if r.live(now_us) => ClaimReply::Existing(r.record(now_us)),
+                Some(r) if r.live(now_us) => ClaimReply::Existing {
+                    record: r.record(now_us),
+                    replicas: None,
+                },
                 Some(r) => {
                     *r = Rec::new(c, created_at_ms, now_us);
                     created(c)
@@ -431,7 +435,9 @@ mod tests {
         assert_eq!(s.len(), 50);
         for k in &keys {
             match &s.claim_now(&[claim(k, "run_other", 60_000)])[0] {
-                ClaimReply::Existing(rec) => assert_eq!(rec.run_id, format!("run_{k}")),
+                ClaimReply::Existing { record, .. } => {
+                    assert_eq!(record.run_id, format!("run_{k}"))
+                }
                 other => panic!("{k}: {other:?}"),
             }
         }

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::error::Error;
-use crate::key::{from_hex32, to_hex};
+use crate::key::to_hex;
 use crate::options::{Record, RecordState};
 
 mod coalesce;
@@ -57,8 +57,17 @@ pub enum ClaimReply {
         /// Replica acknowledgements reached (`WAIT`), when durability is on.
         replicas: Option<u32>,
     },
-    /// A live record holds the key; nothing was written.
-    Existing(Record),
+    /// A live record holds the key; nothing was written to it.
+    Existing {
+        /// The record.
+        record: Record,
+        /// Replica acknowledgements reached for the record, when
+        /// durability is on: the claim re-wrote the held record in place
+        /// (same value, same TTL) so that its `WAIT` covers it too. An
+        /// answer taken from a record the replicas may not hold could be
+        /// lost in a failover, like an unacknowledged claim.
+        replicas: Option<u32>,
+    },
     /// The server refused this item's write (e.g. out of memory); nothing
     /// was written for it. Other items of the same call are unaffected.
     Refused(Error),
@@ -149,26 +158,90 @@ pub fn storage_key(
     out
 }
 
-/// The part of a record the client sends: `<fingerprint hex>:<run id>`.
-pub(crate) fn record_tail(claim: &Claim) -> String {
-    let fp = claim.fingerprint.map(|f| to_hex(&f)).unwrap_or_default();
-    format!("{fp}:{}", claim.run_id)
+/// How many leading bytes of the payload's SHA-256 a record keeps: 64 bits
+/// tell two payloads apart with a false match of 2^-64, and keep a record
+/// with a fingerprint inside Redis's 44-byte embedded-string limit.
+pub(crate) const FINGERPRINT_BYTES: usize = 8;
+
+/// The fingerprint as records report it: hex of its first
+/// [`FINGERPRINT_BYTES`] bytes.
+pub(crate) fn fingerprint_hex(fp: &[u8; 32]) -> String {
+    to_hex(&fp[..FINGERPRINT_BYTES])
 }
 
-/// Parses a stored record `<state><created ms>:<fingerprint hex>:<run id>`.
-pub(crate) fn parse_record(raw: &[u8], expires_in_ms: u64) -> Option<Record> {
-    let (&code, rest) = raw.split_first()?;
-    let state = RecordState::from_code(code)?;
-    let colon = rest.iter().position(|&b| b == b':')?;
-    let created_at_ms = std::str::from_utf8(&rest[..colon]).ok()?.parse().ok()?;
-    let rest = &rest[colon + 1..];
-    let colon = rest.iter().position(|&b| b == b':')?;
-    let fp = &rest[..colon];
-    let fingerprint = match fp.len() {
-        0 => None,
-        _ => Some(to_hex(&from_hex32(fp)?)),
+/// The `run_` prefix that minted run IDs carry; records elide it.
+const RUN_PREFIX: &str = "run_";
+/// Form bit: an 11-character fingerprint follows the form character.
+const FORM_FINGERPRINT: u8 = 1;
+/// Form bit: the run ID's `run_` prefix is elided.
+const FORM_RUN_PREFIX: u8 = 2;
+/// base64url characters of a stored fingerprint.
+const FINGERPRINT_CHARS: usize = 11;
+
+/// The part of a record the client sends, everything after the state and
+/// the creation time (which the claim script adds from the server's clock):
+/// `<form><fingerprint?><run id>`. See [`parse_record`] for the layout.
+pub(crate) fn record_tail(claim: &Claim) -> String {
+    use base64::Engine;
+    let (form_run, run) = match claim.run_id.strip_prefix(RUN_PREFIX) {
+        Some(rest) => (FORM_RUN_PREFIX, rest),
+        None => (0, claim.run_id.as_str()),
     };
-    let run_id = String::from_utf8(rest[colon + 1..].to_vec()).ok()?;
+    let mut out = String::with_capacity(1 + FINGERPRINT_CHARS + run.len());
+    match &claim.fingerprint {
+        Some(fp) => {
+            out.push((b'0' + (form_run | FORM_FINGERPRINT)) as char);
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode_string(&fp[..FINGERPRINT_BYTES], &mut out);
+        }
+        None => out.push((b'0' + form_run) as char),
+    }
+    out.push_str(run);
+    out
+}
+
+/// Parses a stored record. The layout is compact, so a record with a
+/// fingerprint and a minted run ID (42 bytes) stays a Redis embedded string:
+///
+/// ```text
+/// <state><created><form><fingerprint?><run id>
+/// state        1 char: R running, S succeeded, C canceled, F failed (kept)
+/// created      8 chars: creation time, ms since the Unix epoch by the
+///              server's clock, as 48 bits big-endian in base64url
+/// form         1 char '0'..'3': bit 1 = a fingerprint follows,
+///              bit 2 = the run ID's "run_" prefix is elided
+/// fingerprint  11 chars: the first 8 bytes of the payload's SHA-256, base64url
+/// run id       the rest
+/// ```
+pub(crate) fn parse_record(raw: &[u8], expires_in_ms: u64) -> Option<Record> {
+    use base64::Engine;
+    let b64 = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    if raw.len() < 10 {
+        return None;
+    }
+    let state = RecordState::from_code(raw[0])?;
+    let mut created = [0u8; 8];
+    b64.decode_slice(&raw[1..9], &mut created[2..]).ok()?;
+    let created_at_ms = u64::from_be_bytes(created);
+    let form = raw[9].checked_sub(b'0').filter(|f| *f <= 3)?;
+    let mut rest = &raw[10..];
+    let fingerprint = if form & FORM_FINGERPRINT != 0 {
+        let (fp, after) = rest.split_at_checked(FINGERPRINT_CHARS)?;
+        let mut bytes = [0u8; FINGERPRINT_BYTES];
+        if b64.decode_slice(fp, &mut bytes).ok()? != FINGERPRINT_BYTES {
+            return None;
+        }
+        rest = after;
+        Some(to_hex(&bytes))
+    } else {
+        None
+    };
+    let run = std::str::from_utf8(rest).ok()?;
+    let run_id = if form & FORM_RUN_PREFIX != 0 {
+        format!("{RUN_PREFIX}{run}")
+    } else {
+        run.to_owned()
+    };
     Some(Record {
         run_id,
         state,
@@ -179,6 +252,14 @@ pub(crate) fn parse_record(raw: &[u8], expires_in_ms: u64) -> Option<Record> {
     })
 }
 
+/// The 8-character `created` field of a record (see [`parse_record`]), as
+/// the claim script writes it.
+#[cfg(test)]
+pub(crate) fn encode_created(ms: u64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&ms.to_be_bytes()[2..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,17 +267,53 @@ mod tests {
     #[test]
     fn record_round_trip() {
         let c = Claim::new("k".into(), "run_a:b".into(), 10, Some([7; 32]));
-        let raw = format!("R1700000000123:{}", record_tail(&c));
+        let raw = format!("R{}{}", encode_created(1_700_000_000_123), record_tail(&c));
+        assert_eq!(raw.len(), 1 + 8 + 1 + 11 + 3);
         let r = parse_record(raw.as_bytes(), 5).unwrap();
         assert_eq!(r.run_id, "run_a:b");
         assert_eq!(r.created_at_ms, 1_700_000_000_123);
-        assert_eq!(r.fingerprint.as_deref(), Some(&*to_hex(&[7; 32])));
+        assert_eq!(r.fingerprint.as_deref(), Some("0707070707070707"));
+        assert_eq!(r.fingerprint, Some(fingerprint_hex(&[7; 32])));
         assert_eq!(r.state, RecordState::Running);
-        let c = Claim::new("k".into(), "run_x".into(), 10, None);
-        let raw = format!("S1:{}", record_tail(&c));
+        assert_eq!(r.expires_in_ms, 5);
+
+        let c = Claim::new("k".into(), "my-run".into(), 10, None);
+        let raw = format!("S{}{}", encode_created(1), record_tail(&c));
+        assert_eq!(&raw[9..], "0my-run");
         let r = parse_record(raw.as_bytes(), 5).unwrap();
         assert!(!r.has_fingerprint);
+        assert_eq!(r.run_id, "my-run");
+        assert_eq!(r.created_at_ms, 1);
         assert_eq!(r.state, RecordState::Succeeded);
-        assert!(parse_record(b"garbage", 1).is_none());
+
+        // A run ID that is only the prefix, and one that repeats it.
+        for id in ["run_", "run_run_x"] {
+            let c = Claim::new("k".into(), id.into(), 10, Some([0xff; 32]));
+            let raw = format!("F{}{}", encode_created(42), record_tail(&c));
+            assert_eq!(parse_record(raw.as_bytes(), 1).unwrap().run_id, id);
+        }
+    }
+
+    #[test]
+    fn minted_records_are_embedded_strings() {
+        // Redis keeps a string of at most 44 bytes inside its object header.
+        let c = Claim::new("k".into(), crate::mint_run_id(), 10, Some([1; 32]));
+        let raw = format!("R{}{}", encode_created(1_767_225_600_000), record_tail(&c));
+        assert!(raw.len() <= 44, "{} bytes: {raw}", raw.len());
+    }
+
+    #[test]
+    fn foreign_values_are_refused() {
+        for raw in [
+            &b"garbage"[..],
+            b"R",
+            b"XAAAAAAAA0run_a",
+            b"R!AAAAAAA0run_a",
+            b"RAAAAAAAA9run_a",
+            b"RAAAAAAAA1short",
+            b"RAAAAAAAA0\xff",
+        ] {
+            assert!(parse_record(raw, 1).is_none(), "{raw:?}");
+        }
     }
 }

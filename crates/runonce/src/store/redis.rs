@@ -572,7 +572,7 @@ impl Core {
         })
     }
 
-    fn claim_cmd(claims: &[&Claim]) -> Cmd {
+    fn claim_cmd(&self, claims: &[&Claim]) -> Cmd {
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(CLAIM.get_hash()).arg(claims.len());
         for c in claims {
@@ -580,6 +580,11 @@ impl Core {
         }
         for c in claims {
             cmd.arg(record_tail(c)).arg(c.ttl_ms);
+        }
+        if self.wait.is_some() {
+            // Durable: held records are re-written in place, so the WAIT
+            // behind the call covers them too.
+            cmd.arg("w");
         }
         cmd
     }
@@ -603,9 +608,10 @@ impl Core {
                     expires_in_ms: (*ttl).max(0) as u64,
                     replicas,
                 }),
-                Value::Array(pair) if pair.len() == 2 => {
-                    Ok(ClaimReply::Existing(self.record(&pair[0], &pair[1])?))
-                }
+                Value::Array(pair) if pair.len() == 2 => Ok(ClaimReply::Existing {
+                    record: self.record(&pair[0], &pair[1])?,
+                    replicas,
+                }),
                 Value::BulkString(b) if b.first() == Some(&b'E') => Ok(ClaimReply::Refused(
                     self.refusal(String::from_utf8_lossy(&b[1..]).into_owned()),
                 )),
@@ -618,7 +624,7 @@ impl Core {
     /// cluster) in one script call, with `WAIT` after it when durability is
     /// on.
     async fn claim_group(&self, group: &[&Claim]) -> Result<Vec<ClaimReply>, Error> {
-        let cmd = Self::claim_cmd(group);
+        let cmd = self.claim_cmd(group);
         // A durable claim may spend its WAIT twice: when the script had to be
         // reloaded, the WAIT pipelined behind the refused EVALSHA ran too.
         let wait_time = self.wait.map_or(Duration::ZERO, |w| w.timeout * 2);
@@ -697,7 +703,7 @@ impl Core {
                 let (reply, reached) = self.eval_then_wait(&mut conn, cmd, wait).await?;
                 let reached = reached.max(0) as u32;
                 let replies = self.parse_claims(group.len(), &reply, Some(reached))?;
-                Ok((reentrant_as_created(group, replies, reached), reached))
+                Ok((replies, reached))
             })
             .await;
         match result {
@@ -723,38 +729,6 @@ impl Core {
             }
         }
     }
-}
-
-/// Under durability, a re-entrant reply (the record is the candidate's own,
-/// from an earlier attempt whose outcome the caller did not learn) answers
-/// as a new claim with this call's `WAIT` count, so the shortfall policy
-/// applies to it as to a fresh claim. Otherwise a retry after a shortfall
-/// would report success for a record that no replica holds. (A payload
-/// mismatch stays an existing record, for the mismatch policy.)
-fn reentrant_as_created(
-    group: &[&Claim],
-    replies: Vec<ClaimReply>,
-    reached: u32,
-) -> Vec<ClaimReply> {
-    group
-        .iter()
-        .zip(replies)
-        .map(|(claim, reply)| match reply {
-            ClaimReply::Existing(rec)
-                if rec.run_id == claim.run_id
-                    && match (&rec.fingerprint, &claim.fingerprint) {
-                        (Some(theirs), Some(mine)) => *theirs == super::to_hex(mine),
-                        _ => true,
-                    } =>
-            {
-                ClaimReply::Created {
-                    expires_in_ms: rec.expires_in_ms,
-                    replicas: Some(reached),
-                }
-            }
-            other => other,
-        })
-        .collect()
 }
 
 /// How many times one call loads a script after `NOSCRIPT` and sends it
