@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 use runonce::{Dedupe, Error, ShortfallPolicy, TriggerOptions};
 use runonce_tests::RedisServer;
 
-/// Waits until `primary` reports `n` connected, online replicas.
+const LONG: Duration = Duration::from_secs(10);
+const SHORT: Duration = Duration::from_millis(300);
+
+/// Waits until `primary` reports `n` connected, online replicas that have
+/// acknowledged a write.
 fn wait_replicas(primary: &RedisServer, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -19,7 +23,7 @@ fn wait_replicas(primary: &RedisServer, n: usize) {
             .filter(|l| l.starts_with("slave") && l.contains("state=online"))
             .count();
         if online == n {
-            return;
+            break;
         }
         assert!(
             Instant::now() < deadline,
@@ -27,12 +31,23 @@ fn wait_replicas(primary: &RedisServer, n: usize) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    let mut c = primary.connection();
+    let _: () = redis::cmd("SET")
+        .arg("warm")
+        .arg("1")
+        .query(&mut c)
+        .unwrap();
+    let acked: usize = redis::cmd("WAIT").arg(n).arg(20_000).query(&mut c).unwrap();
+    assert_eq!(acked, n, "the replicas acknowledge a write");
+    let _: () = redis::cmd("DEL").arg("warm").query(&mut c).unwrap();
 }
 
-async fn durable(primary: &RedisServer, policy: ShortfallPolicy) -> Dedupe {
+/// A durable handle. Where a replica is expected to acknowledge, `wait` is
+/// generous (WAIT returns as soon as it does); where none can, it is short.
+async fn durable(primary: &RedisServer, policy: ShortfallPolicy, wait: Duration) -> Dedupe {
     Dedupe::builder()
         .redis_url(primary.url())
-        .min_replicas(1, Duration::from_millis(300))
+        .min_replicas(1, wait)
         .on_replica_shortfall(policy)
         .build()
         .await
@@ -44,8 +59,7 @@ async fn cached_answers_carry_their_replica_count_and_fall_under_the_policy() {
     let primary = RedisServer::start();
     let mut replica = RedisServer::builder().replica_of(&primary).start();
     wait_replicas(&primary, 1);
-    let d = durable(&primary, ShortfallPolicy::Error).await;
-    let report = durable(&primary, ShortfallPolicy::Report).await;
+    let d = durable(&primary, ShortfallPolicy::Error, LONG).await;
 
     let first = d
         .trigger("t", TriggerOptions::with_key("k").run_id("run_owner"))
@@ -71,6 +85,8 @@ async fn cached_answers_carry_their_replica_count_and_fall_under_the_policy() {
 
     // Without its replica, the primary cannot confirm any answer.
     replica.kill();
+    let d = durable(&primary, ShortfallPolicy::Error, SHORT).await;
+    let report = durable(&primary, ShortfallPolicy::Report, SHORT).await;
     let e = d
         .trigger("t", TriggerOptions::with_key("k").run_id("run_other"))
         .await
@@ -134,7 +150,7 @@ async fn a_held_record_the_server_will_not_rewrite_is_an_item_error() {
             .arg("min-replicas-to-write")
             .arg("1"),
     );
-    let d = durable(&primary, ShortfallPolicy::Report).await;
+    let d = durable(&primary, ShortfallPolicy::Report, SHORT).await;
     let e = d
         .trigger("t", TriggerOptions::with_key("k").run_id("run_other"))
         .await
@@ -165,16 +181,8 @@ async fn a_cached_answer_waits_for_the_record_it_read() {
         .arg("enable-debug-command", "yes")
         .start();
     wait_replicas(&primary, 1);
-    // One acknowledged write first, so the replica's ack offset is past 0:
-    // a WAIT with nothing of its own to wait for would then count it.
-    let mut p = primary.connection();
-    let _: () = redis::cmd("SET")
-        .arg("warm")
-        .arg("1")
-        .query(&mut p)
-        .unwrap();
-    let acked: i64 = redis::cmd("WAIT").arg(1).arg(10_000).query(&mut p).unwrap();
-    assert_eq!(acked, 1);
+    // (wait_replicas saw one write acknowledged: the replica's ack offset is
+    // past 0, so a WAIT with nothing of its own to wait for would count it.)
     let mut conn = replica.connection();
     let sleeper = std::thread::spawn(move || {
         let _: () = redis::cmd("DEBUG")
@@ -185,7 +193,7 @@ async fn a_cached_answer_waits_for_the_record_it_read() {
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let writer = durable(&primary, ShortfallPolicy::Report).await;
+    let writer = durable(&primary, ShortfallPolicy::Report, SHORT).await;
     let created = writer
         .trigger("t", TriggerOptions::with_key("k").run_id("run_owner"))
         .await
@@ -197,7 +205,7 @@ async fn a_cached_answer_waits_for_the_record_it_read() {
         "the sleeping replica did not ack"
     );
 
-    let reader = durable(&primary, ShortfallPolicy::Report).await;
+    let reader = durable(&primary, ShortfallPolicy::Report, SHORT).await;
     let cached = reader
         .trigger("t", TriggerOptions::with_key("k").run_id("run_other"))
         .await
