@@ -5,9 +5,9 @@
 -- ARGV[2]   new state code: 'S' succeeded, 'C' canceled, 'F' failed-kept;
 --           '' deletes the record (release)
 --
--- A record is "<state><created: 8 chars><form><fingerprint?><run id>"
--- (see claim.lua): form '0'..'3', bit 1 = an 11-character fingerprint
--- follows, bit 2 = the run id's "run_" prefix is elided.
+-- A record is "<state><ttl: 8 chars><form><fingerprint?><run id>" (see
+-- claim.lua): form '0'..'3', bit 1 = an 11-character fingerprint follows,
+-- bit 2 = the run id's "run_" prefix is elided.
 --
 -- Returns 1 when the record changed; 0 when there is no record, another run
 -- owns it (a stale worker), or it is already in that state. The TTL is kept.

@@ -44,7 +44,7 @@ pub(crate) enum RbCommand<'a> {
     /// `EVALSHA <sha of CLAIM_ONE> 1 runonce:<52 zeros><12 digits> <run id>
     /// <ttl>`: 72-byte keys like a bare `<prefix>:<64-hex>` record.
     ClaimOne { sha: &'a str },
-    /// `EVALSHA <sha of claim.lua> <keys> k1..kn <tail> <ttl> ...`: runonce's
+    /// `EVALSHA <sha of claim.lua> <keys> k1..kn <value> <ttl> ...`: runonce's
     /// own script with runonce-shaped keys (65 bytes), as a coalesced call
     /// carries them.
     ClaimLua { sha: &'a str, keys: usize },
@@ -66,9 +66,9 @@ pub(crate) fn redis_benchmark(
     let runonce_key = format!("runonce:dev:t:bench:{{{}__rand_int__}}", "A".repeat(31));
     let ttl = TTL_MS.to_string();
     // What runonce sends and stores for a minted run ID without a payload
-    // (see the record layout in the library's store module).
-    let tail = format!("2{}", &RUN_ID[4..]);
-    let record = format!("RAZOQuxUA{tail}");
+    // and a 30-day window (see the record layout in the library's store
+    // module).
+    let record = format!("RAACafsgA2{}", &RUN_ID[4..]);
     let nkeys = match command {
         RbCommand::ClaimLua { keys, .. } => keys.to_string(),
         _ => String::new(),
@@ -79,7 +79,7 @@ pub(crate) fn redis_benchmark(
             let mut v = vec!["EVALSHA", sha, &nkeys];
             v.extend(std::iter::repeat_n(runonce_key.as_str(), keys));
             for _ in 0..keys {
-                v.push(&tail);
+                v.push(&record);
                 v.push(&ttl);
             }
             v

@@ -534,8 +534,13 @@ mod tests {
         let none = inspect_text("p:e:t:t:{x}", &key, &Namespace::task("t"), "e", None);
         assert!(none.contains("\nrecord       none: "), "{none}");
         assert!(none.starts_with("key          p:e:t:t:{x}\n"), "{none}");
-        let rec =
-            runonce::inspect::parse_record_value(b"SAZt22qh73AAAAAAAAAP8a", 90_061_500).unwrap();
+        let rec = runonce::inspect::parse_record_value(
+            // A window of 90,062,500 ms created 1 s before `now`.
+            b"SAAAFXj6k3AAAAAAAAAP8a",
+            90_061_500,
+            1_767_225_601_123,
+        )
+        .unwrap();
         let text = inspect_text("k", &key, &Namespace::group("g"), "e", Some(&rec));
         for line in [
             "group        g",

@@ -652,7 +652,9 @@ async fn read_records(
             Value::Int(ms) => ms,
             _ => -1,
         };
-        let Some(record) = parse_record_value(&raw, pttl.max(0) as u64) else {
+        // (Only the state is tallied: the creation time, which needs the
+        // server's clock, is not reported here.)
+        let Some(record) = parse_record_value(&raw, pttl.max(0) as u64, 0) else {
             tally.other_keys += 1;
             continue;
         };

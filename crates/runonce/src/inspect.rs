@@ -95,13 +95,15 @@ pub fn parse_storage_key(key: &str) -> Option<ParsedKey> {
     (again == key).then_some(parsed)
 }
 
-/// Parses a record value as stored in Redis, with the key's time left
-/// (`PTTL`, in ms) supplied by the caller. `None` for a value runonce did
-/// not write. The layout is `<state><created><form><fingerprint?><run id>`:
+/// Parses a record value as stored in Redis, given the key's time left
+/// (`PTTL`) and the server's clock (`TIME`), both in ms. `None` for a value
+/// runonce did not write. The layout is
+/// `<state><ttl><form><fingerprint?><run id>`:
 ///
 /// - state: one of `R` running, `S` succeeded, `C` canceled, `F` failed.
-/// - created: ms since the Unix epoch by the server's clock, as 48 bits
-///   big-endian in 8 base64url characters.
+/// - ttl: the window the record was created with, in ms, as 48 bits
+///   big-endian in 8 base64url characters. The creation time is derived
+///   from it: `now - (ttl - time left)`.
 /// - form: `0` to `3`; bit 1 says an 11-character base64url fingerprint
 ///   (the first 8 bytes of the payload's SHA-256) follows, bit 2 that the
 ///   run ID's `run_` prefix was elided.
@@ -110,21 +112,23 @@ pub fn parse_storage_key(key: &str) -> Option<ParsedKey> {
 /// ```
 /// use runonce::{inspect::parse_record_value, RecordState};
 ///
-/// let r = parse_record_value(b"SAZt22qgA201abc", 60_000).unwrap();
+/// // A one-hour window with a minute left.
+/// let now = 1_767_225_600_000;
+/// let r = parse_record_value(b"SAAAANu6A201abc", 60_000, now).unwrap();
 /// assert_eq!(r.state, RecordState::Succeeded);
 /// assert_eq!(r.run_id, "run_01abc");
-/// assert_eq!(r.created_at_ms, 1_767_225_600_000);
+/// assert_eq!(r.created_at_ms, now - 3_540_000);
 /// assert_eq!(r.expires_in_ms, 60_000);
 /// assert!(!r.has_fingerprint);
 ///
-/// let r = parse_record_value(b"RAZt22qgA1AAAAAAAAAP8my-run", 1).unwrap();
+/// let r = parse_record_value(b"RAAAAAOpg1AAAAAAAAAP8my-run", 1, now).unwrap();
 /// assert_eq!(r.run_id, "my-run");
 /// assert_eq!(r.fingerprint.as_deref(), Some("00000000000000ff"));
 ///
-/// assert!(parse_record_value(b"hello", 1).is_none());
+/// assert!(parse_record_value(b"hello", 1, now).is_none());
 /// ```
-pub fn parse_record_value(raw: &[u8], expires_in_ms: u64) -> Option<Record> {
-    parse_record(raw, expires_in_ms)
+pub fn parse_record_value(raw: &[u8], expires_in_ms: u64, now_ms: u64) -> Option<Record> {
+    parse_record(raw, expires_in_ms, now_ms)
 }
 
 /// The `SCAN ... MATCH` pattern that selects the records under `prefix`,

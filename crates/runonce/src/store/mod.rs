@@ -178,53 +178,74 @@ const FORM_RUN_PREFIX: u8 = 2;
 /// base64url characters of a stored fingerprint.
 const FINGERPRINT_CHARS: usize = 11;
 
-/// The part of a record the client sends, everything after the state and
-/// the creation time (which the claim script adds from the server's clock):
-/// `<form><fingerprint?><run id>`. See [`parse_record`] for the layout.
-pub(crate) fn record_tail(claim: &Claim) -> String {
+/// The record value a claim writes, built whole by the client so the claim
+/// script only hands it to `SET` (no string work in Lua, no clock read):
+/// `R<ttl><form><fingerprint?><run id>`. See [`parse_record`] for the
+/// layout.
+pub(crate) fn record_value(claim: &Claim) -> Vec<u8> {
     use base64::Engine;
+    let b64 = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let (form_run, run) = match claim.run_id.strip_prefix(RUN_PREFIX) {
         Some(rest) => (FORM_RUN_PREFIX, rest),
         None => (0, claim.run_id.as_str()),
     };
-    let mut out = String::with_capacity(1 + FINGERPRINT_CHARS + run.len());
+    let mut head = [0u8; 2 + TTL_CHARS + FINGERPRINT_CHARS];
+    head[0] = RecordState::Running.code();
+    let ttl = claim.ttl_ms.min(MAX_STORED_TTL_MS).to_be_bytes();
+    b64.encode_slice(&ttl[2..], &mut head[1..1 + TTL_CHARS])
+        .expect("6 bytes fit 8 characters");
+    let mut len = 2 + TTL_CHARS;
     match &claim.fingerprint {
         Some(fp) => {
-            out.push((b'0' + (form_run | FORM_FINGERPRINT)) as char);
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode_string(&fp[..FINGERPRINT_BYTES], &mut out);
+            head[1 + TTL_CHARS] = b'0' + (form_run | FORM_FINGERPRINT);
+            len += b64
+                .encode_slice(&fp[..FINGERPRINT_BYTES], &mut head[len..])
+                .expect("8 bytes fit 11 characters");
         }
-        None => out.push((b'0' + form_run) as char),
+        None => head[1 + TTL_CHARS] = b'0' + form_run,
     }
-    out.push_str(run);
-    out
+    let mut v = Vec::with_capacity(len + run.len());
+    v.extend_from_slice(&head[..len]);
+    v.extend_from_slice(run.as_bytes());
+    v
 }
 
-/// Parses a stored record. The layout is compact, so a record with a
+/// base64url characters of the stored TTL.
+const TTL_CHARS: usize = 8;
+/// The largest TTL a record can carry (48 bits of ms: ~8,900 years).
+const MAX_STORED_TTL_MS: u64 = (1 << 48) - 1;
+
+/// Parses a stored record, given the key's time left (`PTTL`) and the
+/// server's clock, both in ms. The layout is compact, so a record with a
 /// fingerprint and a minted run ID (42 bytes) stays a Redis embedded string:
 ///
 /// ```text
-/// <state><created><form><fingerprint?><run id>
+/// <state><ttl><form><fingerprint?><run id>
 /// state        1 char: R running, S succeeded, C canceled, F failed (kept)
-/// created      8 chars: creation time, ms since the Unix epoch by the
-///              server's clock, as 48 bits big-endian in base64url
+/// ttl          8 chars: the window the record was created with, in ms, as
+///              48 bits big-endian in base64url
 /// form         1 char '0'..'3': bit 1 = a fingerprint follows,
 ///              bit 2 = the run ID's "run_" prefix is elided
 /// fingerprint  11 chars: the first 8 bytes of the payload's SHA-256, base64url
 /// run id       the rest
 /// ```
-pub(crate) fn parse_record(raw: &[u8], expires_in_ms: u64) -> Option<Record> {
+///
+/// The creation time is not stored: it is `now - (ttl - time left)`, exact
+/// to the ms by the server's clock, since nothing changes a record's expiry
+/// after its claim (finishing keeps the TTL).
+pub(crate) fn parse_record(raw: &[u8], expires_in_ms: u64, now_ms: u64) -> Option<Record> {
     use base64::Engine;
     let b64 = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    if raw.len() < 10 {
+    if raw.len() < 2 + TTL_CHARS {
         return None;
     }
     let state = RecordState::from_code(raw[0])?;
-    let mut created = [0u8; 8];
-    b64.decode_slice(&raw[1..9], &mut created[2..]).ok()?;
-    let created_at_ms = u64::from_be_bytes(created);
-    let form = raw[9].checked_sub(b'0').filter(|f| *f <= 3)?;
-    let mut rest = &raw[10..];
+    let mut ttl = [0u8; 8];
+    b64.decode_slice(&raw[1..1 + TTL_CHARS], &mut ttl[2..])
+        .ok()?;
+    let ttl_ms = u64::from_be_bytes(ttl);
+    let form = raw[1 + TTL_CHARS].checked_sub(b'0').filter(|f| *f <= 3)?;
+    let mut rest = &raw[2 + TTL_CHARS..];
     let fingerprint = if form & FORM_FINGERPRINT != 0 {
         let (fp, after) = rest.split_at_checked(FINGERPRINT_CHARS)?;
         let mut bytes = [0u8; FINGERPRINT_BYTES];
@@ -242,55 +263,53 @@ pub(crate) fn parse_record(raw: &[u8], expires_in_ms: u64) -> Option<Record> {
     } else {
         run.to_owned()
     };
+    let age = ttl_ms.saturating_sub(expires_in_ms);
     Some(Record {
         run_id,
         state,
         expires_in_ms,
-        created_at_ms,
+        created_at_ms: now_ms.saturating_sub(age),
         has_fingerprint: fingerprint.is_some(),
         fingerprint,
     })
-}
-
-/// The 8-character `created` field of a record (see [`parse_record`]), as
-/// the claim script writes it.
-#[cfg(test)]
-pub(crate) fn encode_created(ms: u64) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&ms.to_be_bytes()[2..])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse(raw: &[u8], left: u64, now: u64) -> Record {
+        parse_record(raw, left, now).unwrap_or_else(|| panic!("{:?}", String::from_utf8_lossy(raw)))
+    }
+
     #[test]
     fn record_round_trip() {
-        let c = Claim::new("k".into(), "run_a:b".into(), 10, Some([7; 32]));
-        let raw = format!("R{}{}", encode_created(1_700_000_000_123), record_tail(&c));
+        let c = Claim::new("k".into(), "run_a:b".into(), 60_000, Some([7; 32]));
+        let raw = record_value(&c);
         assert_eq!(raw.len(), 1 + 8 + 1 + 11 + 3);
-        let r = parse_record(raw.as_bytes(), 5).unwrap();
+        // Created 1.5 s before `now`: 58.5 s left of 60.
+        let r = parse(&raw, 58_500, 1_700_000_001_623);
         assert_eq!(r.run_id, "run_a:b");
         assert_eq!(r.created_at_ms, 1_700_000_000_123);
         assert_eq!(r.fingerprint.as_deref(), Some("0707070707070707"));
         assert_eq!(r.fingerprint, Some(fingerprint_hex(&[7; 32])));
         assert_eq!(r.state, RecordState::Running);
-        assert_eq!(r.expires_in_ms, 5);
+        assert_eq!(r.expires_in_ms, 58_500);
 
-        let c = Claim::new("k".into(), "my-run".into(), 10, None);
-        let raw = format!("S{}{}", encode_created(1), record_tail(&c));
-        assert_eq!(&raw[9..], "0my-run");
-        let r = parse_record(raw.as_bytes(), 5).unwrap();
+        let c = Claim::new("k".into(), "my-run".into(), 1, None);
+        let mut raw = record_value(&c);
+        raw[0] = b'S';
+        assert_eq!(&raw[..], b"SAAAAAAAB0my-run");
+        let r = parse(&raw, 1, 5);
         assert!(!r.has_fingerprint);
         assert_eq!(r.run_id, "my-run");
-        assert_eq!(r.created_at_ms, 1);
+        assert_eq!(r.created_at_ms, 5);
         assert_eq!(r.state, RecordState::Succeeded);
 
         // A run ID that is only the prefix, and one that repeats it.
         for id in ["run_", "run_run_x"] {
             let c = Claim::new("k".into(), id.into(), 10, Some([0xff; 32]));
-            let raw = format!("F{}{}", encode_created(42), record_tail(&c));
-            assert_eq!(parse_record(raw.as_bytes(), 1).unwrap().run_id, id);
+            assert_eq!(parse(&record_value(&c), 1, 1).run_id, id);
         }
     }
 
@@ -298,8 +317,8 @@ mod tests {
     fn minted_records_are_embedded_strings() {
         // Redis keeps a string of at most 44 bytes inside its object header.
         let c = Claim::new("k".into(), crate::mint_run_id(), 10, Some([1; 32]));
-        let raw = format!("R{}{}", encode_created(1_767_225_600_000), record_tail(&c));
-        assert!(raw.len() <= 44, "{} bytes: {raw}", raw.len());
+        let raw = record_value(&c);
+        assert!(raw.len() <= 44, "{} bytes: {raw:?}", raw.len());
     }
 
     #[test]
@@ -313,7 +332,7 @@ mod tests {
             b"RAAAAAAAA1short",
             b"RAAAAAAAA0\xff",
         ] {
-            assert!(parse_record(raw, 1).is_none(), "{raw:?}");
+            assert!(parse_record(raw, 1, 1).is_none(), "{raw:?}");
         }
     }
 }

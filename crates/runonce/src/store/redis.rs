@@ -38,7 +38,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::RoutingInfo;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, ServerErrorKind, Value};
 
-use super::{coalesce, parse_record, record_tail, BoxFuture, Claim, ClaimReply, Store};
+use super::{coalesce, parse_record, record_value, BoxFuture, Claim, ClaimReply, Store};
 use crate::error::Error;
 use crate::options::{Record, RecordState};
 
@@ -562,16 +562,20 @@ impl Core {
         }
     }
 
-    fn record(&self, raw: &Value, pttl: &Value) -> Result<Record, Error> {
+    /// A record from a script's `{record, pttl, now}` reply.
+    fn record(&self, what: &str, reply: &[Value]) -> Result<Record, Error> {
+        let [raw, pttl, now] = reply else {
+            return Err(self.bad_reply(what, &Value::Array(reply.to_vec())));
+        };
         let bytes = match raw {
             Value::BulkString(b) => b.as_slice(),
-            other => return Err(self.bad_reply("claim", other)),
+            other => return Err(self.bad_reply(what, other)),
         };
-        let ttl = match pttl {
-            Value::Int(n) => (*n).max(0) as u64,
-            other => return Err(self.bad_reply("claim", other)),
+        let (ttl, now) = match (pttl, now) {
+            (Value::Int(t), Value::Int(n)) => ((*t).max(0) as u64, (*n).max(0) as u64),
+            _ => return Err(self.bad_reply(what, &Value::Array(reply.to_vec()))),
         };
-        parse_record(bytes, ttl).ok_or_else(|| Error::Backend {
+        parse_record(bytes, ttl, now).ok_or_else(|| Error::Backend {
             addr: self.addr.clone(),
             message: format!(
                 "the key holds a value runonce did not write ({:?}); is another program writing under this prefix?",
@@ -587,7 +591,7 @@ impl Core {
             cmd.arg(&c.key);
         }
         for c in claims {
-            cmd.arg(record_tail(c)).arg(c.ttl_ms);
+            cmd.arg(record_value(c)).arg(c.ttl_ms);
         }
         if self.wait.is_some() {
             // Durable: held records are re-written in place, so the WAIT
@@ -599,25 +603,29 @@ impl Core {
 
     fn parse_claims(
         &self,
-        n: usize,
+        group: &[&Claim],
         reply: &Value,
         replicas: Option<u32>,
     ) -> Result<Vec<ClaimReply>, Error> {
-        let Value::Array(items) = reply else {
-            return Err(self.bad_reply("claim", reply));
+        let created = |c: &Claim| ClaimReply::Created {
+            expires_in_ms: c.ttl_ms,
+            replicas,
         };
-        if items.len() != n {
-            return Err(self.bad_reply("claim", reply));
-        }
+        let items = match reply {
+            // Every key was free (the common case, answered in one integer).
+            Value::Int(n) if *n as usize == group.len() => {
+                return Ok(group.iter().map(|c| created(c)).collect())
+            }
+            Value::Array(items) if items.len() == group.len() => items,
+            _ => return Err(self.bad_reply("claim", reply)),
+        };
         items
             .iter()
-            .map(|item| match item {
-                Value::Int(ttl) => Ok(ClaimReply::Created {
-                    expires_in_ms: (*ttl).max(0) as u64,
-                    replicas,
-                }),
-                Value::Array(pair) if pair.len() == 2 => Ok(ClaimReply::Existing {
-                    record: self.record(&pair[0], &pair[1])?,
+            .zip(group)
+            .map(|(item, c)| match item {
+                Value::Int(1) => Ok(created(c)),
+                Value::Array(held) => Ok(ClaimReply::Existing {
+                    record: self.record("claim", held)?,
                     replicas,
                 }),
                 Value::BulkString(b) if b.first() == Some(&b'E') => Ok(ClaimReply::Refused(
@@ -694,7 +702,7 @@ impl Core {
                     });
                 }
             };
-            return self.parse_claims(group.len(), &reply, None);
+            return self.parse_claims(group, &reply, None);
         };
         // Boxed: the durable path's state (a pool checkout, a pipeline)
         // would otherwise double the size of every claim's future.
@@ -725,7 +733,7 @@ impl Core {
                 // died would be answered by another node.)
                 let (reply, reached) = self.eval_then_wait(&mut conn, cmd, wait).await?;
                 let reached = reached.max(0) as u32;
-                let replies = self.parse_claims(group.len(), &reply, Some(reached))?;
+                let replies = self.parse_claims(group, &reply, Some(reached))?;
                 Ok((replies, reached))
             })
             .await;
@@ -918,7 +926,7 @@ impl Core {
         cmd.arg(LOOKUP.get_hash()).arg(1).arg(key);
         match self.eval(&LOOKUP, cmd).await? {
             Value::Nil => Ok(None),
-            Value::Array(pair) if pair.len() == 2 => Ok(Some(self.record(&pair[0], &pair[1])?)),
+            Value::Array(held) => Ok(Some(self.record("lookup", &held)?)),
             other => Err(self.bad_reply("lookup", &other)),
         }
     }
