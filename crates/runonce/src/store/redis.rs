@@ -45,6 +45,9 @@ use crate::options::{Record, RecordState};
 /// On a cluster, a claim makes up to this many attempts within its timeout
 /// (each on a fresh connection after the one before timed out).
 const CLUSTER_ATTEMPTS: u32 = 8;
+/// Script calls in flight at once that one cluster attempt's time window is
+/// sized for; more calls lengthen it proportionally (see `claim_group`).
+const GROUPS_PER_ATTEMPT_WINDOW: usize = 64;
 
 static CLAIM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../../../lua/claim.lua")));
@@ -208,7 +211,7 @@ impl RedisStore {
                 let worker = worker.clone();
                 async move {
                     let all: Vec<&Claim> = claims.iter().collect();
-                    worker.claim_group(&all).await
+                    worker.claim_group(&all, 1).await
                 }
             })
         });
@@ -638,8 +641,13 @@ impl Core {
 
     /// Claims one group of keys that share a slot (all keys, off a
     /// cluster) in one script call, with `WAIT` after it when durability is
-    /// on.
-    async fn claim_group(&self, group: &[&Claim]) -> Result<Vec<ClaimReply>, Error> {
+    /// on. `in_flight` is the number of groups sent at once with this one
+    /// (a cluster batch sends one per slot).
+    async fn claim_group(
+        &self,
+        group: &[&Claim],
+        in_flight: usize,
+    ) -> Result<Vec<ClaimReply>, Error> {
         let cmd = self.claim_cmd(group);
         // A durable claim may spend its WAIT twice: when the script had to be
         // reloaded, the WAIT pipelined behind the refused EVALSHA ran too.
@@ -655,8 +663,13 @@ impl Core {
         // makes several attempts within its timeout, each on a fresh
         // connection after the one before timed out. Claims are re-entrant
         // for their candidate run ID, so a repeated attempt is safe.
+        // A batch's calls share the connection and the nodes, so each one
+        // takes longer the more there are (a 3,000-key batch sends ~2,600):
+        // the attempts get longer and fewer with the batch, or a slow but
+        // live connection under load would be torn down again and again.
         let deadline = tokio::time::Instant::now() + self.timeout + wait_time;
-        let per_attempt = self.timeout / CLUSTER_ATTEMPTS + wait_time;
+        let share = (in_flight / GROUPS_PER_ATTEMPT_WINDOW).max(1) as u32;
+        let per_attempt = (self.timeout / CLUSTER_ATTEMPTS * share).min(self.timeout) + wait_time;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.claim_attempt(group, &cmd, per_attempt.min(left)).await {
@@ -868,7 +881,7 @@ impl Core {
         }
         if !self.is_cluster() {
             let all: Vec<&Claim> = claims.iter().collect();
-            return self.claim_group(&all).await;
+            return self.claim_group(&all, 1).await;
         }
         // Group by slot, keeping each item's position; every group's script
         // call is in flight at once.
@@ -877,9 +890,10 @@ impl Core {
             by_slot.entry(slot(&c.key)).or_default().push(i);
         }
         let groups: Vec<Vec<usize>> = by_slot.into_values().collect();
+        let in_flight = groups.len();
         let futures = groups.iter().map(|idx| async move {
             let group: Vec<&Claim> = idx.iter().map(|&i| &claims[i]).collect();
-            self.claim_group(&group).await
+            self.claim_group(&group, in_flight).await
         });
         let replies = futures_util::future::try_join_all(futures).await?;
         let mut out: Vec<Option<ClaimReply>> = vec![None; claims.len()];
@@ -954,7 +968,7 @@ mod tests {
                 ("hot_conn", future_size(|c: &'a Core, _| c.hot_conn())),
                 (
                     "claim_group",
-                    future_size(|c: &'a Core, g| c.claim_group(g)),
+                    future_size(|c: &'a Core, g| c.claim_group(g, 1)),
                 ),
                 (
                     "claim_attempt",
