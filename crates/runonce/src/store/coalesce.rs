@@ -15,8 +15,12 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Claim, ClaimReply};
 use crate::error::Error;
 
-/// The most claims one coalesced script call carries.
-const MAX_BATCH: usize = 256;
+/// The most claims one coalesced script call carries. Smaller calls keep
+/// several in flight, so the server works on one while the client handles
+/// the answers of another: with 200 callers, 64 gave 1.4-1.5x the
+/// throughput of 256 (one call carrying every queued claim, client and
+/// server taking turns), with no change at 50 callers.
+const MAX_BATCH: usize = 64;
 /// Script calls the task keeps in flight at once.
 const IN_FLIGHT: usize = 8;
 
