@@ -2,7 +2,7 @@
 --
 -- KEYS[i]      record key of item i, for i = 1..n, n = #KEYS (distinct keys)
 -- ARGV[2i-1]   record value of item i, built by the client:
---              "R<ttl><form><fingerprint?><run id>" (state R = running; see
+--              "<header><ttl><fingerprint?><run id>" (state running; see
 --              parse_record in crates/runonce/src/store/mod.rs)
 -- ARGV[2i]     TTL of item i in ms, a positive integer
 -- ARGV[2n+1]   optional: "w" when the caller WAITs for replicas after this

@@ -5,21 +5,28 @@
 -- ARGV[2]   new state code: 'S' succeeded, 'C' canceled, 'F' failed-kept;
 --           '' deletes the record (release)
 --
--- A record is "<state><ttl: 8 chars><form><fingerprint?><run id>" (see
--- claim.lua): form '0'..'3', bit 1 = an 11-character fingerprint follows,
+-- A record is "<header><ttl: 6 chars><fingerprint?><run id>" (see
+-- parse_record in crates/runonce/src/store/mod.rs). The header is one
+-- base64url digit, state * 4 + form: state 0 running, 1 succeeded,
+-- 2 canceled, 3 failed; form bit 1 = an 11-character fingerprint follows,
 -- bit 2 = the run id's "run_" prefix is elided.
 --
 -- Returns 1 when the record changed; 0 when there is no record, another run
 -- owns it (a stale worker), or it is already in that state. The TTL is kept.
+local DIGITS = 'ABCDEFGHIJKLMNOP'
+local STATES = { R = 0, S = 1, C = 2, F = 3 }
 local v = redis.call('GET', KEYS[1])
 if not v then
   return 0
 end
-local form = (string.byte(v, 10) or 0) - 48
-if form < 0 or form > 3 then
+local h = string.find(DIGITS, string.sub(v, 1, 1), 1, true)
+if not h then
   return 0
 end
-local owner = string.sub(v, (form % 2 == 1) and 22 or 11)
+h = h - 1
+local form = h % 4
+local state = (h - form) / 4
+local owner = string.sub(v, (form % 2 == 1) and 19 or 8)
 if form >= 2 then
   owner = 'run_' .. owner
 end
@@ -30,8 +37,10 @@ if ARGV[2] == '' then
   redis.call('DEL', KEYS[1])
   return 1
 end
-if string.sub(v, 1, 1) == ARGV[2] then
+local to = STATES[ARGV[2]]
+if to == nil or to == state then
   return 0
 end
-redis.call('SET', KEYS[1], ARGV[2] .. string.sub(v, 2), 'KEEPTTL')
+local head = to * 4 + form + 1
+redis.call('SET', KEYS[1], string.sub(DIGITS, head, head) .. string.sub(v, 2), 'KEEPTTL')
 return 1

@@ -68,7 +68,7 @@ pub(crate) fn redis_benchmark(
     // What runonce sends and stores for a minted run ID without a payload
     // and a 30-day window (see the record layout in the library's store
     // module).
-    let record = format!("RAACafsgA2{}", &RUN_ID[4..]);
+    let record = format!("CCafsgA{}", &RUN_ID[4..]);
     let nkeys = match command {
         RbCommand::ClaimLua { keys, .. } => keys.to_string(),
         _ => String::new(),

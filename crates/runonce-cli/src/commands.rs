@@ -536,7 +536,7 @@ mod tests {
         assert!(none.starts_with("key          p:e:t:t:{x}\n"), "{none}");
         let rec = runonce::inspect::parse_record_value(
             // A window of 90,062,500 ms created 1 s before `now`.
-            b"SAAAFXj6k3AAAAAAAAAP8a",
+            b"HAFXj6kAAAAAAAAAP8a",
             90_061_500,
             1_767_225_601_123,
         )

@@ -120,7 +120,7 @@ fn seed_known_shape(server: &RedisServer) {
     });
     // A record without a TTL (runonce never writes one; an operator might).
     let manual = storage_key("runonce", "manual", &Namespace::task("m"), &key("m"));
-    let _: () = server.query(redis::cmd("SET").arg(&manual).arg("RAZt22qgA2manual"));
+    let _: () = server.query(redis::cmd("SET").arg(&manual).arg("CCafsgAmanual"));
     // Under the prefix, not records.
     let hash_key = storage_key("runonce", "dev", &Namespace::task("h"), &key("h"));
     let garbage_key = storage_key("runonce", "dev", &Namespace::task("g2"), &key("g2"));

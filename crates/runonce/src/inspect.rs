@@ -98,15 +98,15 @@ pub fn parse_storage_key(key: &str) -> Option<ParsedKey> {
 /// Parses a record value as stored in Redis, given the key's time left
 /// (`PTTL`) and the server's clock (`TIME`), both in ms. `None` for a value
 /// runonce did not write. The layout is
-/// `<state><ttl><form><fingerprint?><run id>`:
+/// `<header><ttl><fingerprint?><run id>`:
 ///
-/// - state: one of `R` running, `S` succeeded, `C` canceled, `F` failed.
-/// - ttl: the window the record was created with, in ms, as 48 bits
-///   big-endian in 8 base64url characters. The creation time is derived
-///   from it: `now - (ttl - time left)`.
-/// - form: `0` to `3`; bit 1 says an 11-character base64url fingerprint
-///   (the first 8 bytes of the payload's SHA-256) follows, bit 2 that the
-///   run ID's `run_` prefix was elided.
+/// - header: one base64url digit, `state * 4 + form`: state 0 running,
+///   1 succeeded, 2 canceled, 3 failed; form bit 1 says an 11-character
+///   base64url fingerprint (the first 8 bytes of the payload's SHA-256)
+///   follows, bit 2 that the run ID's `run_` prefix was elided.
+/// - ttl: the window the record was created with, in ms, as 6 base64url
+///   digits, big-endian. The creation time is derived from it:
+///   `now - (ttl - time left)`.
 /// - run id: the rest.
 ///
 /// ```
@@ -114,14 +114,14 @@ pub fn parse_storage_key(key: &str) -> Option<ParsedKey> {
 ///
 /// // A one-hour window with a minute left.
 /// let now = 1_767_225_600_000;
-/// let r = parse_record_value(b"SAAAANu6A201abc", 60_000, now).unwrap();
+/// let r = parse_record_value(b"GAANu6A01abc", 60_000, now).unwrap();
 /// assert_eq!(r.state, RecordState::Succeeded);
 /// assert_eq!(r.run_id, "run_01abc");
 /// assert_eq!(r.created_at_ms, now - 3_540_000);
 /// assert_eq!(r.expires_in_ms, 60_000);
 /// assert!(!r.has_fingerprint);
 ///
-/// let r = parse_record_value(b"RAAAAAOpg1AAAAAAAAAP8my-run", 1, now).unwrap();
+/// let r = parse_record_value(b"BAAAOpgAAAAAAAAAP8my-run", 1, now).unwrap();
 /// assert_eq!(r.run_id, "my-run");
 /// assert_eq!(r.fingerprint.as_deref(), Some("00000000000000ff"));
 ///

@@ -250,16 +250,6 @@ impl RecordState {
         }
     }
 
-    pub(crate) fn from_code(c: u8) -> Option<Self> {
-        Some(match c {
-            b'R' => RecordState::Running,
-            b'S' => RecordState::Succeeded,
-            b'C' => RecordState::Canceled,
-            b'F' => RecordState::Failed,
-            _ => return None,
-        })
-    }
-
     /// The lowercase name, as in JSON.
     ///
     /// ```

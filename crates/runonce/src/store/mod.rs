@@ -171,61 +171,89 @@ pub(crate) fn fingerprint_hex(fp: &[u8; 32]) -> String {
 
 /// The `run_` prefix that minted run IDs carry; records elide it.
 const RUN_PREFIX: &str = "run_";
-/// Form bit: an 11-character fingerprint follows the form character.
+/// Header bit: an 11-character fingerprint follows the TTL.
 const FORM_FINGERPRINT: u8 = 1;
-/// Form bit: the run ID's `run_` prefix is elided.
+/// Header bit: the run ID's `run_` prefix is elided.
 const FORM_RUN_PREFIX: u8 = 2;
 /// base64url characters of a stored fingerprint.
 const FINGERPRINT_CHARS: usize = 11;
+/// base64url digits of the stored TTL (36 bits of ms: 795 days, above
+/// [`Ttl::MAX`](crate::Ttl::MAX)).
+const TTL_CHARS: usize = 6;
+/// The largest TTL a record can carry.
+const MAX_STORED_TTL_MS: u64 = (1 << (6 * TTL_CHARS)) - 1;
+/// The base64url alphabet, digit value = index.
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+fn b64_digit(c: u8) -> Option<u8> {
+    Some(match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'-' => 62,
+        b'_' => 63,
+        _ => return None,
+    })
+}
+
+fn state_index(state: RecordState) -> u8 {
+    match state {
+        RecordState::Running => 0,
+        RecordState::Succeeded => 1,
+        RecordState::Canceled => 2,
+        RecordState::Failed => 3,
+    }
+}
+
+/// The header character: state and form bits in one base64url digit.
+pub(crate) fn header(state: RecordState, form: u8) -> u8 {
+    B64[usize::from(state_index(state) * 4 + form)]
+}
 
 /// The record value a claim writes, built whole by the client so the claim
-/// script only hands it to `SET` (no string work in Lua, no clock read):
-/// `R<ttl><form><fingerprint?><run id>`. See [`parse_record`] for the
-/// layout.
+/// script only hands it to `SET` (no string work in Lua, no clock read).
+/// See [`parse_record`] for the layout.
 pub(crate) fn record_value(claim: &Claim) -> Vec<u8> {
     use base64::Engine;
-    let b64 = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let (form_run, run) = match claim.run_id.strip_prefix(RUN_PREFIX) {
+    let (mut form, run) = match claim.run_id.strip_prefix(RUN_PREFIX) {
         Some(rest) => (FORM_RUN_PREFIX, rest),
         None => (0, claim.run_id.as_str()),
     };
-    let mut head = [0u8; 2 + TTL_CHARS + FINGERPRINT_CHARS];
-    head[0] = RecordState::Running.code();
-    let ttl = claim.ttl_ms.min(MAX_STORED_TTL_MS).to_be_bytes();
-    b64.encode_slice(&ttl[2..], &mut head[1..1 + TTL_CHARS])
-        .expect("6 bytes fit 8 characters");
-    let mut len = 2 + TTL_CHARS;
-    match &claim.fingerprint {
-        Some(fp) => {
-            head[1 + TTL_CHARS] = b'0' + (form_run | FORM_FINGERPRINT);
-            len += b64
-                .encode_slice(&fp[..FINGERPRINT_BYTES], &mut head[len..])
-                .expect("8 bytes fit 11 characters");
-        }
-        None => head[1 + TTL_CHARS] = b'0' + form_run,
+    if claim.fingerprint.is_some() {
+        form |= FORM_FINGERPRINT;
     }
-    let mut v = Vec::with_capacity(len + run.len());
-    v.extend_from_slice(&head[..len]);
+    let mut v = Vec::with_capacity(1 + TTL_CHARS + FINGERPRINT_CHARS + run.len());
+    v.push(header(RecordState::Running, form));
+    let ttl = claim.ttl_ms.min(MAX_STORED_TTL_MS);
+    v.extend(
+        (0..TTL_CHARS)
+            .rev()
+            .map(|i| B64[((ttl >> (6 * i)) & 63) as usize]),
+    );
+    if let Some(fp) = &claim.fingerprint {
+        let mut chars = [0u8; FINGERPRINT_CHARS];
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode_slice(&fp[..FINGERPRINT_BYTES], &mut chars)
+            .expect("8 bytes fit 11 characters");
+        v.extend_from_slice(&chars);
+    }
     v.extend_from_slice(run.as_bytes());
     v
 }
 
-/// base64url characters of the stored TTL.
-const TTL_CHARS: usize = 8;
-/// The largest TTL a record can carry (48 bits of ms: ~8,900 years).
-const MAX_STORED_TTL_MS: u64 = (1 << 48) - 1;
-
 /// Parses a stored record, given the key's time left (`PTTL`) and the
-/// server's clock, both in ms. The layout is compact, so a record with a
-/// fingerprint and a minted run ID (42 bytes) stays a Redis embedded string:
+/// server's clock, both in ms. The layout is compact: a minted run ID gives
+/// 28 bytes, the size class of a bare 25-byte run ID, and 39 with a
+/// fingerprint, still a Redis embedded string (at most 44 bytes).
 ///
 /// ```text
-/// <state><ttl><form><fingerprint?><run id>
-/// state        1 char: R running, S succeeded, C canceled, F failed (kept)
-/// ttl          8 chars: the window the record was created with, in ms, as
-///              48 bits big-endian in base64url
-/// form         1 char '0'..'3': bit 1 = a fingerprint follows,
-///              bit 2 = the run ID's "run_" prefix is elided
+/// <header><ttl><fingerprint?><run id>
+/// header       1 base64url digit: state * 4 + form, state 0 running,
+///              1 succeeded, 2 canceled, 3 failed (kept); form bit 1 = a
+///              fingerprint follows, bit 2 = the run ID's "run_" prefix is
+///              elided
+/// ttl          6 base64url digits, big-endian: the window the record was
+///              created with, in ms
 /// fingerprint  11 chars: the first 8 bytes of the payload's SHA-256, base64url
 /// run id       the rest
 /// ```
@@ -235,21 +263,27 @@ const MAX_STORED_TTL_MS: u64 = (1 << 48) - 1;
 /// after its claim (finishing keeps the TTL).
 pub(crate) fn parse_record(raw: &[u8], expires_in_ms: u64, now_ms: u64) -> Option<Record> {
     use base64::Engine;
-    let b64 = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    if raw.len() < 2 + TTL_CHARS {
-        return None;
+    let (&head, rest) = raw.split_first()?;
+    let head = b64_digit(head).filter(|h| *h < 16)?;
+    let state = [
+        RecordState::Running,
+        RecordState::Succeeded,
+        RecordState::Canceled,
+        RecordState::Failed,
+    ][usize::from(head / 4)];
+    let form = head % 4;
+    let (ttl, mut rest) = rest.split_at_checked(TTL_CHARS)?;
+    let mut ttl_ms = 0u64;
+    for &c in ttl {
+        ttl_ms = ttl_ms << 6 | u64::from(b64_digit(c)?);
     }
-    let state = RecordState::from_code(raw[0])?;
-    let mut ttl = [0u8; 8];
-    b64.decode_slice(&raw[1..1 + TTL_CHARS], &mut ttl[2..])
-        .ok()?;
-    let ttl_ms = u64::from_be_bytes(ttl);
-    let form = raw[1 + TTL_CHARS].checked_sub(b'0').filter(|f| *f <= 3)?;
-    let mut rest = &raw[2 + TTL_CHARS..];
     let fingerprint = if form & FORM_FINGERPRINT != 0 {
         let (fp, after) = rest.split_at_checked(FINGERPRINT_CHARS)?;
         let mut bytes = [0u8; FINGERPRINT_BYTES];
-        if b64.decode_slice(fp, &mut bytes).ok()? != FINGERPRINT_BYTES {
+        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode_slice(fp, &mut bytes)
+            .ok()?;
+        if n != FINGERPRINT_BYTES {
             return None;
         }
         rest = after;
@@ -286,7 +320,7 @@ mod tests {
     fn record_round_trip() {
         let c = Claim::new("k".into(), "run_a:b".into(), 60_000, Some([7; 32]));
         let raw = record_value(&c);
-        assert_eq!(raw.len(), 1 + 8 + 1 + 11 + 3);
+        assert_eq!(raw.len(), 1 + 6 + 11 + 3);
         // Created 1.5 s before `now`: 58.5 s left of 60.
         let r = parse(&raw, 58_500, 1_700_000_001_623);
         assert_eq!(r.run_id, "run_a:b");
@@ -298,8 +332,9 @@ mod tests {
 
         let c = Claim::new("k".into(), "my-run".into(), 1, None);
         let mut raw = record_value(&c);
-        raw[0] = b'S';
-        assert_eq!(&raw[..], b"SAAAAAAAB0my-run");
+        assert_eq!(&raw[..], b"AAAAAABmy-run");
+        raw[0] = header(RecordState::Succeeded, 0);
+        assert_eq!(&raw[..], b"EAAAAABmy-run");
         let r = parse(&raw, 1, 5);
         assert!(!r.has_fingerprint);
         assert_eq!(r.run_id, "my-run");
@@ -315,22 +350,28 @@ mod tests {
 
     #[test]
     fn minted_records_are_embedded_strings() {
-        // Redis keeps a string of at most 44 bytes inside its object header.
+        // Redis keeps a string of at most 44 bytes inside its object header,
+        // in a 48-byte allocation up to 28 bytes (as a bare 25-byte value).
         let c = Claim::new("k".into(), crate::mint_run_id(), 10, Some([1; 32]));
         let raw = record_value(&c);
-        assert!(raw.len() <= 44, "{} bytes: {raw:?}", raw.len());
+        assert_eq!(raw.len(), 39, "{raw:?}");
+        let c = Claim::new("k".into(), crate::mint_run_id(), 10, None);
+        let raw = record_value(&c);
+        assert_eq!(raw.len(), 28, "{raw:?}");
+        // The longest window fits the 6-character TTL.
+        let max = crate::Ttl::MAX.as_millis() as u64;
+        let c = Claim::new("k".into(), "x".into(), max, None);
+        assert_eq!(parse(&record_value(&c), max, max).created_at_ms, max);
     }
 
     #[test]
     fn foreign_values_are_refused() {
         for raw in [
-            &b"garbage"[..],
-            b"R",
-            b"XAAAAAAAA0run_a",
-            b"R!AAAAAAA0run_a",
-            b"RAAAAAAAA9run_a",
-            b"RAAAAAAAA1short",
-            b"RAAAAAAAA0\xff",
+            &b"AAAAAA"[..],
+            b"QAAAAAArun_a",
+            b"A!AAAAArun_a",
+            b"BAAAAAAshort",
+            b"AAAAAAA\xff",
         ] {
             assert!(parse_record(raw, 1, 1).is_none(), "{raw:?}");
         }
