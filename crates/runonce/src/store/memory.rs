@@ -417,6 +417,13 @@ impl Store for MemoryStore {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_record_slot_is_56_bytes() {
+        // Key and run ID share one allocation; the 8 fingerprint bytes sit
+        // inline (as in Redis, the first 8 bytes of the SHA-256).
+        assert_eq!(std::mem::size_of::<Rec>(), 56);
+    }
+
     fn claim(key: &str, run: &str, ttl_ms: u64) -> Claim {
         Claim::new(key.into(), run.into(), ttl_ms, None)
     }
