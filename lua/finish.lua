@@ -16,7 +16,7 @@
 local DIGITS = 'ABCDEFGHIJKLMNOP'
 local STATES = { R = 0, S = 1, C = 2, F = 3 }
 local v = redis.call('GET', KEYS[1])
-if not v then
+if not v or #v < 8 then
   return 0
 end
 local h = string.find(DIGITS, string.sub(v, 1, 1), 1, true)

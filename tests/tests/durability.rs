@@ -80,6 +80,8 @@ async fn cached_answers_carry_their_replica_count_and_fall_under_the_policy() {
     let key = d.storage_key("t", &first.key.unwrap());
     let value: Vec<u8> = primary.query(redis::cmd("GET").arg(&key));
     let ttl: i64 = primary.query(redis::cmd("PTTL").arg(&key));
+    let window = first.expires_in_ms.unwrap() as i64;
+    assert!(ttl > 0 && ttl <= window, "TTL kept: {ttl} of {window} ms");
     let replica_value: Vec<u8> = replica.query(redis::cmd("GET").arg(&key));
     assert_eq!(value, replica_value, "the replica holds the record");
 

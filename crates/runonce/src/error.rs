@@ -136,9 +136,10 @@ pub enum Error {
         after: Duration,
     },
 
-    /// A claim was written on the primary but fewer replicas than asked for
-    /// acknowledged it in time: a failover now could lose it.
-    #[error("run {run_id} claimed its key at {addr}, but only {reached} of {wanted} replicas acknowledged within the durability timeout; a failover could lose the claim: check replica health, or retry with the same run ID")]
+    /// The record an answer comes from (this call's new claim, or the held
+    /// record of a cached answer) is on the primary, but fewer replicas than
+    /// asked for acknowledged it in time: a failover now could lose it.
+    #[error("run {run_id} holds the key at {addr}, but only {reached} of {wanted} replicas acknowledged the record within the durability timeout; a failover could lose it: check replica health, then retry the trigger (with the same candidate run ID)")]
     ReplicaShortfall {
         /// The primary's address.
         addr: String,

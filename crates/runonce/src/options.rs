@@ -196,9 +196,12 @@ pub struct Triggered {
     /// Time left on the dedupe window in ms, from the backend's clock.
     /// `None` for a trigger without a key.
     pub expires_in_ms: Option<u64>,
-    /// Replica acknowledgements the claim reached (`WAIT`), when the handle
-    /// asks for durability ([`DedupeBuilder::min_replicas`](crate::DedupeBuilder::min_replicas))
-    /// and this call wrote the record; `None` otherwise.
+    /// Replica acknowledgements reached (`WAIT`) for the record this answer
+    /// comes from, when the handle asks for durability
+    /// ([`DedupeBuilder::min_replicas`](crate::DedupeBuilder::min_replicas)):
+    /// for a new claim, its write; for a cached answer, the held record
+    /// (re-written in place so the `WAIT` covers it). `None` without
+    /// durability.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u32>,
 }
@@ -276,7 +279,8 @@ pub struct Record {
     /// Time left on the window in ms, from the backend's clock.
     pub expires_in_ms: u64,
     /// When the record was created, in ms since the Unix epoch, from the
-    /// backend's clock.
+    /// backend's clock (0 for a record without a TTL, which runonce never
+    /// writes).
     pub created_at_ms: u64,
     /// Whether a payload fingerprint is stored.
     pub has_fingerprint: bool,

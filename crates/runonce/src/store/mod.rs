@@ -358,10 +358,11 @@ mod tests {
         let c = Claim::new("k".into(), crate::mint_run_id(), 10, None);
         let raw = record_value(&c);
         assert_eq!(raw.len(), 28, "{raw:?}");
-        // The longest window fits the 6-character TTL.
+        // The longest window fits the 6-character TTL: with no time left,
+        // the record was created exactly one window before `now`.
         let max = crate::Ttl::MAX.as_millis() as u64;
         let c = Claim::new("k".into(), "x".into(), max, None);
-        assert_eq!(parse(&record_value(&c), max, max).created_at_ms, max);
+        assert_eq!(parse(&record_value(&c), 0, max + 5).created_at_ms, 5);
     }
 
     #[test]

@@ -575,7 +575,10 @@ impl Core {
             other => return Err(self.bad_reply(what, other)),
         };
         let (ttl, now) = match (pttl, now) {
-            (Value::Int(t), Value::Int(n)) => ((*t).max(0) as u64, (*n).max(0) as u64),
+            // No expiry (runonce never writes one; an operator might): the
+            // creation time cannot be derived, and is reported as 0.
+            (Value::Int(t), Value::Int(_)) if *t < 0 => (0, 0),
+            (Value::Int(t), Value::Int(n)) => (*t as u64, (*n).max(0) as u64),
             _ => return Err(self.bad_reply(what, &Value::Array(reply.to_vec()))),
         };
         parse_record(bytes, ttl, now).ok_or_else(|| Error::Backend {
@@ -651,6 +654,8 @@ impl Core {
         let cmd = self.claim_cmd(group);
         // A durable claim may spend its WAIT twice: when the script had to be
         // reloaded, the WAIT pipelined behind the refused EVALSHA ran too.
+        // (A further reload, the cache flushed again meanwhile, may run the
+        // call out of time: a Timeout, which a retry settles.)
         let wait_time = self.wait.map_or(Duration::ZERO, |w| w.timeout * 2);
         if !self.is_cluster() {
             return self
@@ -668,8 +673,15 @@ impl Core {
         // the attempts get longer and fewer with the batch, or a slow but
         // live connection under load would be torn down again and again.
         let deadline = tokio::time::Instant::now() + self.timeout + wait_time;
-        let share = (in_flight / GROUPS_PER_ATTEMPT_WINDOW).max(1) as u32;
-        let per_attempt = (self.timeout / CLUSTER_ATTEMPTS * share).min(self.timeout) + wait_time;
+        // At least two attempts remain, so a hung connection is still
+        // replaced within the call.
+        let share = u32::try_from(in_flight / GROUPS_PER_ATTEMPT_WINDOW)
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let per_attempt = (self.timeout / CLUSTER_ATTEMPTS)
+            .saturating_mul(share)
+            .min(self.timeout / 2)
+            + wait_time;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.claim_attempt(group, &cmd, per_attempt.min(left)).await {
