@@ -7,6 +7,15 @@
 //! batch size grows with concurrency, so round trips and script calls per
 //! claim fall. Two callers of the same key in one call are fine: the
 //! script's `SET NX` runs in order, so the second sees the first's record.
+//!
+//! Answers are handed out [`REPLY_CHUNK`] at a time, yielding in between.
+//! Handing all of a call's answers out at once wakes every waiting caller
+//! together; on a current-thread runtime they all run (and queue their next
+//! claims) before the coalescing task and the connection's writer get a
+//! turn, so the next call goes out only after the last caller, and the
+//! client and the server take turns. Yielding lets the next call reach the
+//! server while the remaining answers are still being handled: at 50
+//! callers, 1.6x the throughput.
 
 use std::future::Future;
 
@@ -23,6 +32,9 @@ use crate::error::Error;
 const MAX_BATCH: usize = 64;
 /// Script calls the task keeps in flight at once.
 const IN_FLIGHT: usize = 8;
+/// Answers handed out between yields (see the module docs). 8 to 24 gave
+/// the same throughput at 50 and 200 callers; 32 and more fell back.
+const REPLY_CHUNK: usize = 16;
 
 struct Job {
     claim: Claim,
@@ -64,7 +76,10 @@ impl Coalescer {
                     let _permit = permit;
                     match call.await {
                         Ok(answers) if answers.len() == replies.len() => {
-                            for (tx, a) in replies.into_iter().zip(answers) {
+                            for (i, (tx, a)) in replies.into_iter().zip(answers).enumerate() {
+                                if i > 0 && i % REPLY_CHUNK == 0 {
+                                    tokio::task::yield_now().await;
+                                }
                                 let _ = tx.send(Ok(a));
                             }
                         }
