@@ -382,10 +382,12 @@ impl Dedupe {
             Err(Error::PayloadMismatch { key, .. }) => Some(key.clone()),
             Err(_) => None,
         };
-        telemetry::close(&span, outcome, key.as_deref(), round_trips, start);
+        // One clock read for the span and the histogram.
+        let latency = start.elapsed();
+        telemetry::close(&span, outcome, key.as_deref(), round_trips, latency);
         metrics::counter!(telemetry::TRIGGERS_TOTAL, "task" => task.to_owned(), "outcome" => outcome)
             .increment(1);
-        metrics::histogram!(telemetry::TRIGGER_SECONDS).record(start.elapsed().as_secs_f64());
+        metrics::histogram!(telemetry::TRIGGER_SECONDS).record(latency.as_secs_f64());
         result
     }
 
@@ -519,8 +521,9 @@ impl Dedupe {
             }
             Err(_) => "error",
         };
-        telemetry::close(&span, outcome, None, round_trips, start);
-        metrics::histogram!(telemetry::BATCH_SECONDS).record(start.elapsed().as_secs_f64());
+        let latency = start.elapsed();
+        telemetry::close(&span, outcome, None, round_trips, latency);
+        metrics::histogram!(telemetry::BATCH_SECONDS).record(latency.as_secs_f64());
         result
     }
 
@@ -666,7 +669,7 @@ impl Dedupe {
             Err(e) if e.is_invalid_input() => ("error", 0),
             Err(_) => ("error", 1),
         };
-        telemetry::close(&span, o, hex.as_deref(), trips, start);
+        telemetry::close(&span, o, hex.as_deref(), trips, start.elapsed());
         result
     }
 
