@@ -728,21 +728,29 @@ impl Dedupe {
             (Outcome::Failed, FailurePolicy::Keep) => Some(RecordState::Failed),
             (Outcome::Failed, FailurePolicy::Release) => None,
         };
+        self.finish("complete", namespace.into(), key.into(), run_id, to)
+            .await
+    }
+
+    /// Compare-and-set (`to`) or compare-and-delete (`None`) of `key` by its
+    /// owner `run_id`, observed as `operation`.
+    async fn finish(
+        &self,
+        operation: &'static str,
+        namespace: Namespace,
+        key: KeySpec,
+        run_id: &str,
+        to: Option<RecordState>,
+    ) -> Result<bool, Error> {
         let outcome: fn(&bool) -> &'static str = if to.is_none() {
             |changed| if *changed { "released" } else { "unchanged" }
         } else {
             |changed| if *changed { "completed" } else { "unchanged" }
         };
-        self.observed(
-            "complete",
-            namespace.into(),
-            key.into(),
-            outcome,
-            |sk| async move {
-                check_run_id(run_id)?;
-                self.inner.store.finish(&sk, run_id, to).await
-            },
-        )
+        self.observed(operation, namespace, key, outcome, |sk| async move {
+            check_run_id(run_id)?;
+            self.inner.store.finish(&sk, run_id, to).await
+        })
         .await
     }
 
@@ -765,19 +773,8 @@ impl Dedupe {
         key: impl Into<KeySpec>,
         run_id: &str,
     ) -> Result<bool, Error> {
-        let outcome: fn(&bool) -> &'static str =
-            |changed| if *changed { "released" } else { "unchanged" };
-        self.observed(
-            "release",
-            namespace.into(),
-            key.into(),
-            outcome,
-            |sk| async move {
-                check_run_id(run_id)?;
-                self.inner.store.finish(&sk, run_id, None).await
-            },
-        )
-        .await
+        self.finish("release", namespace.into(), key.into(), run_id, None)
+            .await
     }
 
     /// Deletes the record of `key` unconditionally; answers whether one
