@@ -1,11 +1,13 @@
 -- claim.lua: claim idempotency keys, each atomically with SET NX PX.
 --
 -- KEYS[i]      record key of item i, for i = 1..n, n = #KEYS (distinct keys)
--- ARGV[2i-1]   record value of item i, built by the client:
+-- ARGV[i]      record value of item i, built by the client:
 --              "<header><ttl><fingerprint?><run id>" (state running; see
 --              parse_record in crates/runonce/src/store/mod.rs)
--- ARGV[2i]     TTL of item i in ms, a positive integer
--- ARGV[2n+1]   optional: "w" when the caller WAITs for replicas after this
+-- ARGV[n+1..]  the TTLs in ms, positive integers: either one for every
+--              item (ARGV[n+1]; the common case, sent once), or one per
+--              item (ARGV[n+i])
+-- ARGV[last]   optional: "w" when the caller WAITs for replicas after this
 --              call; a held record is then re-written in place (same value,
 --              same TTL) so that the WAIT covers it as well, and an item
 --              whose re-write the server refuses answers "E<error>"
@@ -27,7 +29,17 @@
 -- keys still answer at the memory limit, and a free key answers "E<error>"
 -- for that item alone.
 local n = #KEYS
-local durable = ARGV[2 * n + 1] == 'w'
+local m = #ARGV
+local durable = ARGV[m] == 'w'
+if durable then
+  m = m - 1
+end
+-- One TTL for all (m == n + 1) or one per item (m == 2n; for n = 1 the
+-- two layouts are the same).
+local step = 1
+if m == n + 1 then
+  step = 0
+end
 local out = {}
 local all = true
 local now
@@ -39,7 +51,7 @@ local function held(key, v)
   return { v, redis.call('PTTL', key), now }
 end
 for i = 1, n do
-  local set = redis.pcall('SET', KEYS[i], ARGV[2 * i - 1], 'NX', 'PX', ARGV[2 * i])
+  local set = redis.pcall('SET', KEYS[i], ARGV[i], 'NX', 'PX', ARGV[n + 1 + step * (i - 1)])
   if set == false then
     all = false
     local v = redis.call('GET', KEYS[i])

@@ -154,9 +154,67 @@ async fn thousand_items_cost_one_round_trip(f: Fixture) {
     assert_eq!(f.dbsize(), 1001);
 }
 
+/// Items of one call keep their own windows, whether the call carries one
+/// TTL for all of them or one per item.
+async fn items_keep_their_own_ttls(f: Fixture) {
+    use std::time::Duration;
+    let mins = |m: u64| Duration::from_secs(60 * m);
+    // Shared: every new item has the same window (a held one keeps its own).
+    f.dedupe
+        .trigger("t", TriggerOptions::with_key("held").ttl(mins(5)))
+        .await
+        .unwrap();
+    let shared = f
+        .dedupe
+        .batch_trigger(
+            "t",
+            vec![
+                TriggerOptions::with_key("s1").ttl(mins(10)),
+                TriggerOptions::with_key("held").ttl(mins(10)),
+                TriggerOptions::with_key("s2").ttl(mins(10)),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(shared[1].as_ref().unwrap().cached);
+    // Mixed: each item has its own window.
+    let mixed = f
+        .dedupe
+        .batch_trigger(
+            "t",
+            vec![
+                TriggerOptions::with_key("m1").ttl(mins(20)),
+                TriggerOptions::with_key("m2"),
+                TriggerOptions::with_key("m3").ttl(mins(1)),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(mixed.iter().all(|r| !r.as_ref().unwrap().cached));
+    let expect = [
+        ("s1", mins(10)),
+        ("held", mins(5)),
+        ("s2", mins(10)),
+        ("m1", mins(20)),
+        ("m2", Duration::from_secs(30 * 86_400)),
+        ("m3", mins(1)),
+    ];
+    for (key, ttl) in expect {
+        let rec = f.dedupe.lookup("t", key).await.unwrap().unwrap();
+        let ttl = ttl.as_millis() as u64;
+        assert!(
+            rec.expires_in_ms <= ttl && rec.expires_in_ms > ttl - 30_000,
+            "{}: {key} has {} ms left, expected about {ttl}",
+            f.name(),
+            rec.expires_in_ms
+        );
+    }
+}
+
 conformance!(
     results_in_order_with_repeats_and_keyless_items,
     one_bad_item_fails_alone,
     batch_key_replays_return_the_same_runs,
-    thousand_items_cost_one_round_trip
+    thousand_items_cost_one_round_trip,
+    items_keep_their_own_ttls
 );

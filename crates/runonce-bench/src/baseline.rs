@@ -44,7 +44,7 @@ pub(crate) enum RbCommand<'a> {
     /// `EVALSHA <sha of CLAIM_ONE> 1 runonce:<52 zeros><12 digits> <run id>
     /// <ttl>`: 72-byte keys like a bare `<prefix>:<64-hex>` record.
     ClaimOne { sha: &'a str },
-    /// `EVALSHA <sha of claim.lua> <keys> k1..kn <value> <ttl> ...`: runonce's
+    /// `EVALSHA <sha of claim.lua> <keys> k1..kn v1..vn <ttl>`: runonce's
     /// own script with runonce-shaped keys (65 bytes), as a coalesced call
     /// carries them.
     ClaimLua { sha: &'a str, keys: usize },
@@ -78,10 +78,8 @@ pub(crate) fn redis_benchmark(
         RbCommand::ClaimLua { sha, keys } => {
             let mut v = vec!["EVALSHA", sha, &nkeys];
             v.extend(std::iter::repeat_n(runonce_key.as_str(), keys));
-            for _ in 0..keys {
-                v.push(&record);
-                v.push(&ttl);
-            }
+            v.extend(std::iter::repeat_n(record.as_str(), keys));
+            v.push(&ttl);
             v
         }
         RbCommand::SetNxGet => vec!["SET", &bare_key, &record, "NX", "PX", &ttl, "GET"],

@@ -288,15 +288,16 @@ impl Dedupe {
     }
 
     /// Turns the store's reply into the caller's answer.
-    fn answer(&self, p: &Prepared, k: &Keyed, reply: ClaimReply) -> Result<Triggered, Error> {
+    /// `run_id` is the caller's candidate.
+    fn answer(&self, run_id: String, k: &Keyed, reply: ClaimReply) -> Result<Triggered, Error> {
         match reply {
             ClaimReply::Created {
                 expires_in_ms,
                 replicas,
             } => {
-                self.check_replicas(&p.run_id, replicas)?;
+                self.check_replicas(&run_id, replicas)?;
                 Ok(Triggered {
-                    run_id: p.run_id.clone(),
+                    run_id,
                     cached: false,
                     key: Some(k.key),
                     expires_in_ms: Some(expires_in_ms),
@@ -323,7 +324,7 @@ impl Dedupe {
                 self.check_replicas(&rec.run_id, replicas)?;
                 // Re-entrant: the caller's own claim (a retry after a lost
                 // reply) answers as new again.
-                let cached = rec.run_id != p.run_id;
+                let cached = rec.run_id != run_id;
                 Ok(Triggered {
                     run_id: rec.run_id,
                     cached,
@@ -412,10 +413,11 @@ impl Dedupe {
                 replicas: None,
             });
         };
-        // The storage key is not needed after the claim: move it.
-        let claim = [Claim::new(
+        // The storage key is not needed after the claim, and the run ID
+        // comes back out of it: move both.
+        let mut claim = [Claim::new(
             std::mem::take(&mut k.storage_key),
-            p.run_id.clone(),
+            std::mem::take(&mut p.run_id),
             k.ttl_ms,
             k.fingerprint,
         )];
@@ -431,7 +433,7 @@ impl Dedupe {
                 message: "empty reply to claim".into(),
             })?;
         let k = p.keyed.as_ref().expect("keyed above");
-        self.answer(&p, k, reply)
+        self.answer(std::mem::take(&mut claim[0].run_id), k, reply)
     }
 
     /// Triggers many items in one round trip per backend node, answering
@@ -510,12 +512,19 @@ impl Dedupe {
             .await;
         let outcome = match &result {
             Ok(items) => {
+                // Counted per outcome, then one increment per outcome seen:
+                // a label set per item would cost two allocations each.
+                let mut counts = [0u64; telemetry::TRIGGER_OUTCOMES.len()];
                 for item in items {
-                    let o = telemetry::trigger_outcome(item);
-                    metrics::counter!(telemetry::TRIGGERS_TOTAL, "task" => task.to_owned(), "outcome" => o)
-                        .increment(1);
-                    metrics::counter!(telemetry::BATCH_ITEMS_TOTAL, "task" => task.to_owned(), "outcome" => o)
-                        .increment(1);
+                    counts[telemetry::trigger_outcome_index(item)] += 1;
+                }
+                for (o, n) in telemetry::TRIGGER_OUTCOMES.into_iter().zip(counts) {
+                    if n > 0 {
+                        metrics::counter!(telemetry::TRIGGERS_TOTAL, "task" => task.to_owned(), "outcome" => o)
+                            .increment(n);
+                        metrics::counter!(telemetry::BATCH_ITEMS_TOTAL, "task" => task.to_owned(), "outcome" => o)
+                            .increment(n);
+                    }
                 }
                 "completed"
             }
@@ -548,7 +557,10 @@ impl Dedupe {
         // One claim per distinct storage key; later repeats point at the
         // first item's claim.
         let mut claims: Vec<Claim> = Vec::new();
-        let mut first: HashMap<&str, usize> = HashMap::new();
+        // foldhash, not SipHash: the keys end in a SHA-256 digest, and this
+        // map lives for one call.
+        let mut first: HashMap<&str, usize, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(prepared.len(), Default::default());
         let mut slot: Vec<Option<(usize, bool)>> = Vec::with_capacity(prepared.len());
         for p in &prepared {
             let Ok(Prepared {
@@ -629,7 +641,7 @@ impl Dedupe {
                     },
                     (r, _) => r.clone(),
                 };
-                self.answer(&p, k, reply)
+                self.answer(p.run_id, k, reply)
             })
             .collect())
     }

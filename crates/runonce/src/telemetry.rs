@@ -72,14 +72,23 @@ pub(crate) fn span_named(operation: &'static str, namespace: &'static str, name:
     )
 }
 
+/// The outcome labels of trigger answers, indexed by
+/// [`trigger_outcome_index`].
+pub(crate) const TRIGGER_OUTCOMES: [&str; 4] = ["created", "cached", "mismatch", "error"];
+
+/// The index in [`TRIGGER_OUTCOMES`] of a trigger answer's outcome.
+pub(crate) fn trigger_outcome_index(r: &Result<Triggered, Error>) -> usize {
+    match r {
+        Ok(t) if t.cached => 1,
+        Ok(_) => 0,
+        Err(Error::PayloadMismatch { .. }) => 2,
+        Err(_) => 3,
+    }
+}
+
 /// The outcome label of a trigger answer.
 pub(crate) fn trigger_outcome(r: &Result<Triggered, Error>) -> &'static str {
-    match r {
-        Ok(t) if t.cached => "cached",
-        Ok(_) => "created",
-        Err(Error::PayloadMismatch { .. }) => "mismatch",
-        Err(_) => "error",
-    }
+    TRIGGER_OUTCOMES[trigger_outcome_index(r)]
 }
 
 /// Records the closing fields of a span.

@@ -210,10 +210,19 @@ pub(crate) fn header(state: RecordState, form: u8) -> u8 {
     B64[usize::from(state_index(state) * 4 + form)]
 }
 
-/// The record value a claim writes, built whole by the client so the claim
+/// The record value a claim writes (see [`write_record_value`]).
+#[cfg(test)]
+pub(crate) fn record_value(claim: &Claim) -> Vec<u8> {
+    let mut v = Vec::new();
+    write_record_value(claim, &mut v);
+    v
+}
+
+/// Appends the record value a claim writes to `v` (a claim call reuses one
+/// buffer for all its items). The client builds it whole, so the claim
 /// script only hands it to `SET` (no string work in Lua, no clock read).
 /// See [`parse_record`] for the layout.
-pub(crate) fn record_value(claim: &Claim) -> Vec<u8> {
+pub(crate) fn write_record_value(claim: &Claim, v: &mut Vec<u8>) {
     use base64::Engine;
     let (mut form, run) = match claim.run_id.strip_prefix(RUN_PREFIX) {
         Some(rest) => (FORM_RUN_PREFIX, rest),
@@ -222,7 +231,7 @@ pub(crate) fn record_value(claim: &Claim) -> Vec<u8> {
     if claim.fingerprint.is_some() {
         form |= FORM_FINGERPRINT;
     }
-    let mut v = Vec::with_capacity(1 + TTL_CHARS + FINGERPRINT_CHARS + run.len());
+    v.reserve(1 + TTL_CHARS + FINGERPRINT_CHARS + run.len());
     v.push(header(RecordState::Running, form));
     let ttl = claim.ttl_ms.min(MAX_STORED_TTL_MS);
     v.extend(
@@ -238,7 +247,6 @@ pub(crate) fn record_value(claim: &Claim) -> Vec<u8> {
         v.extend_from_slice(&chars);
     }
     v.extend_from_slice(run.as_bytes());
-    v
 }
 
 /// Parses a stored record, given the key's time left (`PTTL`) and the

@@ -38,7 +38,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::RoutingInfo;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, ServerErrorKind, Value};
 
-use super::{coalesce, parse_record, record_value, BoxFuture, Claim, ClaimReply, Store};
+use super::{coalesce, parse_record, write_record_value, BoxFuture, Claim, ClaimReply, Store};
 use crate::error::Error;
 use crate::options::{Record, RecordState};
 
@@ -596,8 +596,23 @@ impl Core {
         for c in claims {
             cmd.arg(&c.key);
         }
+        let mut value = Vec::with_capacity(64);
         for c in claims {
-            cmd.arg(record_value(c)).arg(c.ttl_ms);
+            value.clear();
+            write_record_value(c, &mut value);
+            cmd.arg(&value[..]);
+        }
+        // One TTL for the whole call when the items share it (the common
+        // case: a worker's default window), else one per item.
+        match claims.split_first() {
+            Some((first, rest)) if rest.iter().all(|c| c.ttl_ms == first.ttl_ms) => {
+                cmd.arg(first.ttl_ms);
+            }
+            _ => {
+                for c in claims {
+                    cmd.arg(c.ttl_ms);
+                }
+            }
         }
         if self.wait.is_some() {
             // Durable: held records are re-written in place, so the WAIT
