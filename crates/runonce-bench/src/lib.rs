@@ -142,6 +142,12 @@ impl Sizes {
 
 /// The batch size of the batch workloads.
 const BATCH: usize = 1000;
+/// Callers of the saturating batch workload.
+const BATCH_CALLERS: usize = 4;
+
+fn one() -> usize {
+    1
+}
 /// The concurrency of `redis-benchmark` and of the headline workloads.
 const C50: usize = 50;
 /// Keys per call of the claim.lua ceiling: about what a coalesced call
@@ -187,6 +193,11 @@ pub enum Workload {
     Batch {
         /// Items per batch.
         size: usize,
+        /// Callers, each sending one batch at a time (1 measures a lone
+        /// caller, whose client work and server work take turns; more keep
+        /// the server busy, as the `-c 50` baselines do).
+        #[serde(default = "one")]
+        callers: usize,
     },
     /// runonce `trigger` on the in-process store, one thread.
     InProcess,
@@ -233,7 +244,12 @@ impl Workload {
             Workload::RawSet { .. } => "redis-rs SET NX PX".to_owned(),
             Workload::Trigger { .. } => "runonce trigger, fresh keys".to_owned(),
             Workload::TriggerDup { .. } => "runonce trigger, 50% duplicates".to_owned(),
-            Workload::Batch { size } => format!("runonce batch_trigger({size}), items"),
+            Workload::Batch { size, callers: 1 } => {
+                format!("runonce batch_trigger({size}), items")
+            }
+            Workload::Batch { size, callers } => {
+                format!("runonce batch_trigger({size}), {callers} callers, items")
+            }
             Workload::InProcess => "runonce in-process store, 1 thread".to_owned(),
             Workload::Idempotent { .. } => "idempotent 0.3.0 try_insert".to_owned(),
             Workload::ClusterTrigger { primaries, .. } => {
@@ -257,7 +273,8 @@ impl Workload {
             | Workload::TriggerDup { concurrency }
             | Workload::Idempotent { concurrency }
             | Workload::ClusterTrigger { concurrency, .. } => concurrency,
-            Workload::Batch { .. } | Workload::InProcess | Workload::ClusterBatch { .. } => 1,
+            Workload::Batch { callers, .. } => callers,
+            Workload::InProcess | Workload::ClusterBatch { .. } => 1,
         }
     }
 
@@ -421,7 +438,14 @@ impl BenchConfig {
             Workload::Trigger { concurrency: C50 },
             Workload::Trigger { concurrency: 200 },
             Workload::TriggerDup { concurrency: C50 },
-            Workload::Batch { size: BATCH },
+            Workload::Batch {
+                size: BATCH,
+                callers: 1,
+            },
+            Workload::Batch {
+                size: BATCH,
+                callers: BATCH_CALLERS,
+            },
             Workload::InProcess,
         ];
         if self.idempotent && cfg!(feature = "idempotent") {
@@ -551,6 +575,7 @@ pub fn run_blocking(
     let mut samples: HashMap<Workload, Vec<Figures>> = HashMap::new();
     let mut memory: HashMap<&'static str, Vec<f64>> = HashMap::new();
     let ctx = Ctx {
+        server_us_per_item: Default::default(),
         url: url.clone(),
         port,
         sha,
@@ -640,6 +665,19 @@ pub fn run_blocking(
     if let Some(only) = &cfg.only {
         notes.push(format!("Only the workloads matching {only:?} ran."));
     }
+    let p16 = medians.get(&Workload::RedisBenchmark { pipeline: 16 });
+    let per_item = ctx.server_us_per_item.into_inner().expect("not poisoned");
+    for w in rows.iter().map(|r| r.id) {
+        if let (Some(us), Some(p16)) = (per_item.get(&w), p16) {
+            notes.push(format!(
+                "{}: the claim script ran {:.2} µs per item on the server (INFO commandstats, \
+                 median); 1.5x redis-benchmark -P 16 allows {:.2} µs per item for the whole call.",
+                w.label(),
+                median(us),
+                1e6 / (1.5 * p16.ops_per_sec)
+            ));
+        }
+    }
     let targets = targets(&medians, &mem);
     let (cores, cpu, line) = machine::describe(&redis_version);
     p.step("done");
@@ -670,6 +708,9 @@ fn fill_key(fill: Fill) -> &'static str {
 
 /// What one measurement needs.
 struct Ctx {
+    /// Server µs per item inside the claim script, per repetition of each
+    /// single-server batch workload.
+    server_us_per_item: std::sync::Mutex<HashMap<Workload, Vec<f64>>>,
     url: String,
     port: u16,
     sha: String,
@@ -722,11 +763,25 @@ impl Ctx {
             Workload::TriggerDup { concurrency } => on_runtime(threads, move || {
                 workloads::trigger(at, concurrency, true, warmup, duration)
             })?,
-            Workload::Batch { size } | Workload::ClusterBatch { size, .. } => {
-                on_runtime(threads, move || {
-                    workloads::batch(at, size, warmup, duration)
-                })?
+            Workload::Batch { size, callers } => {
+                let before = servers::script_stats(&url)?;
+                let sample = on_runtime(threads, move || {
+                    workloads::batch(at, size, callers, warmup, duration)
+                })?;
+                let after = servers::script_stats(&self.url)?;
+                if let Some(us) = after.us_per_call_since(&before) {
+                    self.server_us_per_item
+                        .lock()
+                        .expect("not poisoned")
+                        .entry(w)
+                        .or_default()
+                        .push(us / size as f64);
+                }
+                sample
             }
+            Workload::ClusterBatch { size, .. } => on_runtime(threads, move || {
+                workloads::batch(at, size, 1, warmup, duration)
+            })?,
             Workload::InProcess => on_runtime(0, move || workloads::in_process(duration))?,
             #[cfg(feature = "idempotent")]
             Workload::Idempotent { concurrency } => on_runtime(threads, move || {
@@ -759,13 +814,25 @@ fn targets(m: &HashMap<Workload, Figures>, mem: &MemoryFigures) -> Vec<Target> {
             .stretch(1.5),
         );
     }
-    if let (Some(t), Some(b)) = (get(Workload::Batch { size: BATCH }), p16) {
-        out.push(Target::new(
-            "batch_trigger(1000) items/s / redis-benchmark -P 16 EVALSHA ops/s",
-            t.ops_per_sec / b.ops_per_sec,
-            1.5,
-            true,
-        ));
+    for (callers, name) in [
+        (
+            1,
+            "batch_trigger(1000) items/s, 1 caller / redis-benchmark -P 16 EVALSHA ops/s",
+        ),
+        (
+            BATCH_CALLERS,
+            "batch_trigger(1000) items/s, 4 callers / redis-benchmark -P 16 EVALSHA ops/s",
+        ),
+    ] {
+        if let (Some(t), Some(b)) = (
+            get(Workload::Batch {
+                size: BATCH,
+                callers,
+            }),
+            p16,
+        ) {
+            out.push(Target::new(name, t.ops_per_sec / b.ops_per_sec, 1.5, true));
+        }
     }
     if let (Some(t), Some(r)) = (
         get(Workload::Trigger { concurrency: 1 }),

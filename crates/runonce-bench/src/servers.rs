@@ -49,6 +49,39 @@ pub(crate) fn info(url: &str, section: &str) -> anyhow::Result<String> {
         .with_context(|| format!("INFO {section} on {url}"))
 }
 
+/// The server's `EVALSHA` totals (`INFO commandstats`): how long script
+/// calls ran on the server, without reading, parsing or answering them.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ScriptStats {
+    calls: u64,
+    usec: u64,
+}
+
+impl ScriptStats {
+    /// Server µs per `EVALSHA` since `before`; `None` without calls.
+    pub(crate) fn us_per_call_since(&self, before: &ScriptStats) -> Option<f64> {
+        let calls = self.calls.checked_sub(before.calls)?;
+        (calls > 0).then(|| self.usec.saturating_sub(before.usec) as f64 / calls as f64)
+    }
+}
+
+pub(crate) fn script_stats(url: &str) -> anyhow::Result<ScriptStats> {
+    let text = info(url, "commandstats")?;
+    let Some(line) = info_field(&text, "cmdstat_evalsha") else {
+        return Ok(ScriptStats::default());
+    };
+    let field = |name: &str| {
+        line.split(',')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| anyhow::anyhow!("no {name} in {line:?}"))
+    };
+    Ok(ScriptStats {
+        calls: field("calls")?,
+        usec: field("usec")?,
+    })
+}
+
 /// One `field:value` line of an `INFO` text.
 pub(crate) fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
     info.lines().find_map(|l| {

@@ -57,15 +57,17 @@ pub(crate) async fn trigger(
     .await
 }
 
-/// `batch_trigger` of `size` fresh keys, one batch at a time; counts items.
+/// `batch_trigger` of `size` fresh keys from `callers` concurrent callers,
+/// each one batch at a time; counts items.
 pub(crate) async fn batch(
     target: Target,
     size: usize,
+    callers: usize,
     warmup: Duration,
     duration: Duration,
 ) -> anyhow::Result<Sample> {
     let d = connect(&target).await?;
-    closed_loop(1, warmup, duration, move |n| {
+    closed_loop(callers, warmup, duration, move |n| {
         let d = d.clone();
         async move {
             let items = (0..size)
