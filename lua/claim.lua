@@ -23,11 +23,14 @@
 -- mismatch from the returned record, so a held key is never modified: its
 -- TTL is not extended and the caller's TTL is ignored.
 --
--- The fast path is one SET NX per free key, with no string work: the value
--- arrives whole. A SET refused by the server (maxmemory under noeviction
--- answers OOM) does not abort the script: the key is read instead, so held
--- keys still answer at the memory limit, and a free key answers "E<error>"
--- for that item alone.
+-- One SET NX per key, with no string work: the value arrives whole. On
+-- Redis 7.0 and later it is SET NX GET, which answers nil for a key it just
+-- claimed and the record for a held key, so a held key costs no second
+-- command and a claimed one no reply table (Redis 6.2 refuses NX with GET:
+-- there, SET NX and then GET for a held key). A SET refused by the server
+-- (maxmemory under noeviction answers OOM) does not abort the script: the
+-- key is read instead, so held keys still answer at the memory limit, and a
+-- free key answers "E<error>" for that item alone.
 local n = #KEYS
 local m = #ARGV
 local durable = ARGV[m] == 'w'
@@ -50,14 +53,28 @@ local function held(key, v)
   end
   return { v, redis.call('PTTL', key), now }
 end
+-- redis.REDIS_VERSION_NUM exists from 7.0 on.
+local nx_get = redis.REDIS_VERSION_NUM ~= nil
 for i = 1, n do
-  local set = redis.pcall('SET', KEYS[i], ARGV[i], 'NX', 'PX', ARGV[n + 1 + step * (i - 1)])
-  if set == false then
+  local key, ttl = KEYS[i], ARGV[n + 1 + step * (i - 1)]
+  local set, v
+  if nx_get then
+    set = redis.pcall('SET', key, ARGV[i], 'NX', 'PX', ttl, 'GET')
+    -- false: claimed now; a string: the held record.
+    if type(set) == 'string' then
+      v = set
+    end
+  else
+    set = redis.pcall('SET', key, ARGV[i], 'NX', 'PX', ttl)
+    if set == false then
+      v = redis.call('GET', key)
+    end
+  end
+  if v then
     all = false
-    local v = redis.call('GET', KEYS[i])
-    out[i] = held(KEYS[i], v)
+    out[i] = held(key, v)
     if durable then
-      local again = redis.pcall('SET', KEYS[i], v, 'XX', 'KEEPTTL')
+      local again = redis.pcall('SET', key, v, 'XX', 'KEEPTTL')
       if type(again) == 'table' and again.err then
         out[i] = 'E' .. again.err
       end
@@ -66,9 +83,9 @@ for i = 1, n do
     all = false
     -- (A durable caller cannot confirm a held record the server will not
     -- re-write: the item answers the error.)
-    local v = not durable and redis.call('GET', KEYS[i])
+    v = not durable and redis.call('GET', key)
     if v then
-      out[i] = held(KEYS[i], v)
+      out[i] = held(key, v)
     else
       out[i] = 'E' .. set.err
     end
