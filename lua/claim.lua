@@ -43,9 +43,16 @@ local step = 1
 if m == n + 1 then
   step = 0
 end
-local out = {}
-local all = true
+local out -- created at the first item that is not a plain claim
 local now
+local function other(i)
+  if not out then
+    out = {}
+    for j = 1, i - 1 do
+      out[j] = 1
+    end
+  end
+end
 local function held(key, v)
   if not now then
     local t = redis.call('TIME')
@@ -71,7 +78,7 @@ for i = 1, n do
     end
   end
   if v then
-    all = false
+    other(i)
     out[i] = held(key, v)
     if durable then
       local again = redis.pcall('SET', key, v, 'XX', 'KEEPTTL')
@@ -80,7 +87,7 @@ for i = 1, n do
       end
     end
   elseif type(set) == 'table' and set.err then
-    all = false
+    other(i)
     -- (A durable caller cannot confirm a held record the server will not
     -- re-write: the item answers the error.)
     v = not durable and redis.call('GET', key)
@@ -89,11 +96,8 @@ for i = 1, n do
     else
       out[i] = 'E' .. set.err
     end
-  else
+  elseif out then
     out[i] = 1
   end
 end
-if all then
-  return n
-end
-return out
+return out or n
