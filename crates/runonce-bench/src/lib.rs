@@ -768,7 +768,7 @@ impl Ctx {
                 let sample = on_runtime(threads, move || {
                     workloads::batch(at, size, callers, warmup, duration)
                 })?;
-                let after = servers::script_stats(&self.url)?;
+                let after = servers::script_stats(&url)?;
                 if let Some(us) = after.us_per_call_since(&before) {
                     self.server_us_per_item
                         .lock()

@@ -1240,8 +1240,7 @@ fn cluster_source(
         // second. Retry quickly, within the call's own timeout.
         .min_retry_wait(10)
         .max_retry_wait(250)
-        // TCP_NODELAY, as for one server (see `pool_from_url`).
-        .tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true))
+        .tcp_settings(tcp_settings())
         .build()
         .map_err(|e| Error::Config(format!("bad cluster seed URLs {seeds:?}: {e}")))?;
     let addr = format!("cluster {}", seed_addrs(seeds).join(","));
@@ -1307,6 +1306,14 @@ fn seed_addrs(urls: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// TCP settings of single-server and cluster connections: `TCP_NODELAY`.
+/// A claim is a small write, and with Nagle's algorithm a second one waits
+/// for the first one's ACK while the first is in flight (redis-rs leaves
+/// Nagle on by default; Redis turns it off on its side).
+fn tcp_settings() -> redis::io::tcp::TcpSettings {
+    redis::io::tcp::TcpSettings::default().set_nodelay(true)
+}
+
 fn pool_from_url(
     url: &str,
     timeout: Duration,
@@ -1319,14 +1326,10 @@ fn pool_from_url(
             "bad Redis URL: {e}; expected redis://[user:password@]host:port[/db] or rediss://…"
         ))
     };
-    // TCP_NODELAY: a claim is a small write, and with Nagle's algorithm
-    // a second one waits for the first one's ACK while the first is in
-    // flight (redis-rs leaves Nagle on by default; Redis turns it off on
-    // its side).
     let info = url
         .into_connection_info()
         .map_err(bad)?
-        .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        .set_tcp_settings(tcp_settings());
     let addr = info.addr().to_string();
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
